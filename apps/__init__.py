@@ -1,0 +1,1 @@
+"""The three convnet-apps applications: car detection, face access, style transfer."""

@@ -1,0 +1,1 @@
+"""Car detection with YOLO: Darknet import, decoding, video pipeline, training, evaluation."""

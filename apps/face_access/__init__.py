@@ -1,0 +1,1 @@
+"""Face door access: detection, alignment, embedding, store, decision."""

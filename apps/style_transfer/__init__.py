@@ -1,0 +1,1 @@
+"""Neural style transfer (Gatys et al.) on VGG-19 or SqueezeNet features."""
