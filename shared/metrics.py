@@ -141,6 +141,7 @@ def precision_recall_curve(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Precision and recall when accepting ``score >= t``, for every distinct score ``t``.
 
+    ``y_true`` marks positives with 1 (or True) and negatives with 0.
     Returns ``(precision, recall, thresholds)`` ordered by decreasing threshold,
     so recall never decreases. ``num_positives`` is the recall denominator; it
     defaults to the number of positive labels, and object detection passes the
@@ -208,7 +209,8 @@ def roc_curve(y_true, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Returns ``(fpr, tpr, thresholds)`` starting at threshold ``+inf`` (nothing
     accepted: 0, 0) then one point per distinct score, from the highest down, as
-    ``sklearn.metrics.roc_curve(..., drop_intermediate=False)``. For face
+    ``sklearn.metrics.roc_curve(..., drop_intermediate=False)``; ``y_true`` is
+    1 (or True) for positives and 0 for negatives. For face
     verification FPR is the FAR and TPR the TAR; pass ``-distances`` as scores.
     """
     true_positives, false_positives, thresholds = _ranked_counts(y_true, scores)
@@ -392,9 +394,11 @@ def mean_average_precision(
     threshold, predictions are matched per image with ``match_detections``;
     then, per class, all images' predictions are ranked by score and AP is the
     interpolated area under their P-R curve, with recall over all ground-truth
-    boxes of that class (``average_precision``, all-point by default; use
-    ``recall_points=101`` for COCO's sampling). Classes without ground truth
-    are left out of the mean; their predictions count nowhere.
+    boxes of that class (``average_precision``, all-point by default as in
+    Darknet's ``detector map``; use ``recall_points=101`` for COCO's sampling).
+    Classes without ground truth are left out of the mean; their predictions
+    count nowhere. Every prediction given counts: cap them per image upstream
+    (``shared.boxes.nms(..., max_det=100)`` is COCO's limit).
     ``iou_thresholds=0.5`` gives PASCAL VOC's mAP@0.5 and
     ``COCO_IOU_THRESHOLDS`` COCO's mAP@[.5:.95].
     """
