@@ -40,7 +40,8 @@ def _exif_orientation(data: bytes) -> int:
     try:
         with Image.open(io.BytesIO(data)) as image:
             orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
+        # Formats Pillow cannot parse (PFM, EXR, huge scans) carry no EXIF we could use.
         return 1
     return orientation if orientation in range(1, 9) else 1
 
