@@ -70,8 +70,16 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def progress(iterable: Iterable[Any], total: int | None = None, desc: str = "", unit: str = "it"):
-    """A tqdm bar with ETA on a terminal; a plain pass-through when stderr is piped."""
+def progress(
+    iterable: Iterable[Any] | None = None,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+):
+    """A tqdm bar with ETA on a terminal; a plain pass-through when stderr is piped.
+
+    Without ``iterable`` the bar is advanced by hand with ``.update(n)``.
+    """
     from tqdm import tqdm
 
     return tqdm(

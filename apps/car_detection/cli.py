@@ -1,0 +1,185 @@
+"""``detect-cars SOURCE``: YOLO car detection on a video, image, folder, camera or stream.
+
+Thin by design: parse options, call ``apps.car_detection`` functions, render.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urlparse
+
+import click
+
+from shared.cli import EXIT_INTERRUPTED, debug_option, progress, quiet_tensorflow, user_errors
+from shared.errors import InputError
+
+EXAMPLE = """\b
+Examples:
+  detect-cars dashcam.mp4                      # writes dashcam_cars.mp4, prints a summary
+  detect-cars dashcam.mp4 --detections cars.jsonl --csv cars.csv --no-draw
+  detect-cars photos/ --classes all --json     # a folder of images, every COCO class
+  detect-cars 0 --output camera.mp4            # camera 0 until Ctrl-C
+"""
+
+
+def default_output(source_kind: str, source_name: str) -> Path | None:
+    """Where the annotated result goes when ``--output`` is not given.
+
+    In the current folder, named after the source, so an input is never
+    overwritten; a camera has no natural name and writes nothing unless asked.
+    """
+    if source_kind == "camera":
+        return None
+    if source_kind == "stream":
+        stem = Path(urlparse(source_name).path).stem or "stream"
+        return Path(f"{stem}_cars.mp4")
+    path = Path(source_name)
+    if source_kind == "folder":
+        return Path(f"{path.resolve().name}_cars")
+    suffix = path.suffix if source_kind == "image" else ".mp4"
+    return Path(f"{path.stem}_cars{suffix}")
+
+
+def _refuse_overwriting_input(output: Path, source_name: str) -> None:
+    source = Path(source_name)
+    if source.exists() and output.resolve() == source.resolve():
+        raise InputError(f"{output}: refusing to overwrite the input; choose another --output")
+
+
+@click.command(epilog=EXAMPLE)
+@click.argument("source")
+@click.option("--model", default=None, help="Catalogue model [default: yolo-fastest-1.1-xl].")
+@click.option("--cfg", type=click.Path(dir_okay=False), help="A Darknet .cfg (with --weights).")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Darknet .weights for --cfg.")
+@click.option("--names", type=click.Path(dir_okay=False), help="Class names, one per line.")
+@click.option("--size", type=int, help="Network input size, a multiple of 32 [default: cfg's].")
+@click.option("--conf", default=0.25, show_default=True, help="Score threshold (obj x class).")
+@click.option("--iou", default=0.45, show_default=True, help="NMS IoU threshold.")
+@click.option("--max-det", default=100, show_default=True, help="Most detections per frame.")
+@click.option(
+    "--classes",
+    default="vehicles",
+    show_default=True,
+    help="'vehicles' (car, truck, bus), 'all', or names separated by commas.",
+)
+@click.option("--batch", default=8, show_default=True, help="Frames per inference batch.")
+@click.option("--vid-stride", default=1, show_default=True, help="Infer every N-th frame.")
+@click.option("--output", "-o", type=click.Path(), help="Annotated video, image or folder.")
+@click.option("--detections", type=click.Path(), help="JSON lines, one per frame ('-': stdout).")
+@click.option("--csv", "csv_path", type=click.Path(), help="CSV, one row per detection.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--no-draw", is_flag=True, help="Write no annotated video or images.")
+@debug_option
+@user_errors
+def main(
+    source: str,
+    model: str | None,
+    cfg: str | None,
+    weights: str | None,
+    names: str | None,
+    size: int | None,
+    conf: float,
+    iou: float,
+    max_det: int,
+    classes: str,
+    batch: int,
+    vid_stride: int,
+    output: str | None,
+    detections: str | None,
+    csv_path: str | None,
+    as_json: bool,
+    no_draw: bool,
+    debug: bool,
+) -> None:
+    """Detect cars (and other COCO objects) in SOURCE: a video file, an image,
+    a folder of images, a camera index or a stream URL."""
+    quiet_tensorflow()
+    from apps.car_detection.detector import load_detector
+    from apps.car_detection.pipeline import open_source, run
+    from apps.car_detection.sinks import (
+        AnnotatedImageSink,
+        AnnotatedVideoSink,
+        CsvSink,
+        JsonLinesSink,
+    )
+
+    if detections == "-" and as_json:
+        raise InputError("--detections - and --json both write to stdout; choose one")
+    detector = load_detector(
+        model=model,
+        cfg=cfg,
+        weights=weights,
+        names=names,
+        size=size,
+        conf=conf,
+        iou=iou,
+        max_det=max_det,
+        classes=classes,
+    )
+    opened = open_source(source, prefetch=2 * batch)
+    sinks = []
+    outputs: dict[str, str] = {}
+    try:
+        annotated = (
+            None
+            if no_draw
+            else Path(output)
+            if output
+            else default_output(opened.kind, opened.name)
+        )
+        if annotated is not None:
+            _refuse_overwriting_input(annotated, opened.name)
+            if opened.kind == "folder":
+                annotated.mkdir(parents=True, exist_ok=True)
+                sinks.append(AnnotatedImageSink(annotated, folder=True))
+            elif opened.kind == "image":
+                sinks.append(AnnotatedImageSink(annotated, folder=False))
+            else:
+                sinks.append(AnnotatedVideoSink(annotated, opened.fps, opened.width, opened.height))
+            outputs["annotated"] = str(annotated)
+        if detections:
+            sinks.append(JsonLinesSink(detections))
+            outputs["detections"] = detections
+        if csv_path:
+            sinks.append(CsvSink(csv_path))
+            outputs["csv"] = csv_path
+    except BaseException as error:
+        for sink in sinks:
+            sink.close(error)
+        opened.close()
+        raise
+
+    with progress(total=opened.frame_count, desc=Path(opened.name).name, unit="frame") as bar:
+        summary = run(
+            opened,
+            detector,
+            sinks,
+            batch=batch,
+            vid_stride=vid_stride,
+            on_frame=lambda _result: bar.update(1),
+        )
+    summary.outputs = outputs
+    if as_json:
+        click.echo(json.dumps(summary.to_dict()))
+    elif detections != "-":
+        click.echo(render_summary(summary.to_dict()))
+    if summary.interrupted:
+        raise SystemExit(EXIT_INTERRUPTED)
+
+
+def render_summary(summary: dict) -> str:
+    """The summary as a few lines a person reads at a glance."""
+    lines = [
+        f"{summary['source']}: {summary['frames']} frames in {summary['seconds']:.1f} s "
+        f"({summary['frames_per_second']:.1f} frames/s)"
+        + (" — interrupted, outputs keep what was processed" if summary["interrupted"] else "")
+    ]
+    if not summary["detections"]:
+        lines.append("  nothing detected")
+    for label, count in summary["detections"].items():
+        most = summary["most_at_once"][label]
+        at_once = f"at most {most['count']} at once (frame {most['frame']})"
+        lines.append(f"  {label}: {count} detections, {at_once}")
+    lines.extend(f"  {kind}: {path}" for kind, path in summary["outputs"].items())
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""What detection produces, one object per frame, and how it renders itself.
+
+Like ultralytics' ``Results``: a ``FrameResult`` turns itself into a JSON line, CSV
+rows or an annotated image, so every sink (and a Python caller) sees the same data.
+Boxes are ``[x1, y1, x2, y2]`` in the original frame's pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shared.images import draw_boxes
+
+CSV_HEADER = ("frame", "time", "image", "label", "class_id", "score", "x1", "y1", "x2", "y2")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object."""
+
+    label: str
+    class_id: int
+    score: float
+    box: tuple[float, float, float, float]
+
+    def to_dict(self) -> dict:
+        return {
+            "label": self.label,
+            "class_id": self.class_id,
+            "score": round(self.score, 4),
+            "box": [round(value, 1) for value in self.box],
+        }
+
+
+@dataclass
+class FrameResult:
+    """The detections of one frame (of a video) or one image (of a folder)."""
+
+    frame: int
+    time: float | None
+    image: str | None
+    detections: list[Detection] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "frame": self.frame,
+            "time": None if self.time is None else round(self.time, 3),
+            "image": self.image,
+            "detections": [detection.to_dict() for detection in self.detections],
+        }
+
+    def to_json(self) -> str:
+        """One JSON line (no trailing newline)."""
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    def csv_rows(self) -> list[tuple]:
+        """One row per detection, in the order of ``CSV_HEADER``."""
+        time = "" if self.time is None else round(self.time, 3)
+        return [
+            (
+                self.frame,
+                time,
+                self.image or "",
+                detection.label,
+                detection.class_id,
+                round(detection.score, 4),
+                *(round(value, 1) for value in detection.box),
+            )
+            for detection in self.detections
+        ]
+
+    def counts(self) -> Counter[str]:
+        """How many objects of each label this frame holds."""
+        return Counter(detection.label for detection in self.detections)
+
+    def draw(self, rgb: np.ndarray) -> np.ndarray:
+        """A copy of ``rgb`` with this frame's boxes, labels and scores drawn on it."""
+        return draw_boxes(
+            rgb,
+            [detection.box for detection in self.detections],
+            [f"{detection.label} {detection.score:.2f}" for detection in self.detections],
+        )

@@ -1,0 +1,159 @@
+"""Where frame results go: an annotated video or images, JSON lines, CSV.
+
+Every file sink writes to a temporary name and renames it when closed, so an
+output name never holds a half-written file. ``close(error)`` with an error
+(a crash) removes the temporary file; ``close()`` finalises, which the pipeline
+also does after Ctrl-C so that what was processed so far is kept.
+
+``BackgroundWriter`` runs the sinks in a thread: drawing and encoding overlap
+with inference (OpenCV releases the GIL while it encodes).
+"""
+
+from __future__ import annotations
+
+import csv
+import queue
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Protocol
+
+import numpy as np
+
+from apps.car_detection.results import CSV_HEADER, FrameResult
+from shared.files import atomic_output
+from shared.images import write_image
+from shared.video import VideoWriter
+
+
+class Sink(Protocol):
+    def write(self, rgb: np.ndarray, result: FrameResult, inferred: bool) -> None:
+        """Take one frame; ``inferred`` is False for frames skipped by ``--vid-stride``,
+        which carry the most recent result so a video keeps its boxes between inferences."""
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Finalise the output, or discard it when ``error`` is a crash."""
+
+
+class AtomicTextFile:
+    """A text file written under a temporary name and renamed on a clean close."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._output = atomic_output(path)
+        self.stream: IO[str] = open(self._output.__enter__(), "w", newline="")  # noqa: SIM115
+
+    def close(self, error: BaseException | None = None) -> None:
+        self.stream.close()
+        if error is None:
+            self._output.__exit__(None, None, None)
+        else:
+            self._output.__exit__(type(error), error, error.__traceback__)
+
+
+class JsonLinesSink:
+    """One JSON object per inferred frame; ``-`` writes to stdout as frames arrive."""
+
+    def __init__(self, path: str) -> None:
+        self._file = None if path == "-" else AtomicTextFile(Path(path))
+        self._stream = sys.stdout if self._file is None else self._file.stream
+
+    def write(self, rgb: np.ndarray, result: FrameResult, inferred: bool) -> None:
+        if inferred:
+            self._stream.write(result.to_json() + "\n")
+            if self._file is None:
+                self._stream.flush()
+
+    def close(self, error: BaseException | None = None) -> None:
+        if self._file is not None:
+            self._file.close(error)
+
+
+class CsvSink:
+    """One row per detection of every inferred frame, with a header row."""
+
+    def __init__(self, path: str) -> None:
+        self._file = AtomicTextFile(Path(path))
+        self._writer = csv.writer(self._file.stream)
+        self._writer.writerow(CSV_HEADER)
+
+    def write(self, rgb: np.ndarray, result: FrameResult, inferred: bool) -> None:
+        if inferred:
+            self._writer.writerows(result.csv_rows())
+
+    def close(self, error: BaseException | None = None) -> None:
+        self._file.close(error)
+
+
+class AnnotatedVideoSink:
+    """Every frame of the input, boxes drawn, at the input's size and rate."""
+
+    def __init__(self, path: Path, fps: float, width: int, height: int) -> None:
+        self._writer = VideoWriter(path, fps, width, height)
+
+    def write(self, rgb: np.ndarray, result: FrameResult, inferred: bool) -> None:
+        self._writer.write(result.draw(rgb))
+
+    def close(self, error: BaseException | None = None) -> None:
+        # A video is finalised even after a crash: the frames written so far play.
+        self._writer.close()
+
+
+class AnnotatedImageSink:
+    """Annotated copies of images: one file, or a folder keeping the input names."""
+
+    def __init__(self, path: Path, folder: bool) -> None:
+        self.path = path
+        self.folder = folder
+
+    def write(self, rgb: np.ndarray, result: FrameResult, inferred: bool) -> None:
+        target = (
+            self.path / (result.image or f"{result.frame:06d}.jpg") if self.folder else self.path
+        )
+        write_image(target, result.draw(rgb))
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Each image was complete when written; nothing to finalise."""
+
+
+_DONE = object()
+
+
+class BackgroundWriter:
+    """Feeds sinks from a bounded queue in one thread, in frame order.
+
+    An exception raised by a sink stops the thread and is raised again in the
+    caller at its next ``write`` or at ``close``.
+    """
+
+    def __init__(self, sinks: list[Sink], depth: int = 16) -> None:
+        self.sinks = sinks
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="detect-cars-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not _DONE:
+            if self._error is not None:
+                continue  # drain the queue so the producer never blocks
+            try:
+                for sink in self.sinks:
+                    sink.write(*item)
+            except BaseException as error:  # handed to the caller
+                self._error = error
+
+    def write(self, rgb: np.ndarray, result: FrameResult, inferred: bool) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((rgb, result, inferred))
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Wait for queued frames, then close every sink (discarding files on a crash)."""
+        self._queue.put(_DONE)
+        self._thread.join()
+        failure = error or self._error
+        for sink in self.sinks:
+            sink.close(failure)
+        if error is None and self._error is not None:
+            raise self._error
