@@ -20,6 +20,7 @@ weights' sha256, so a second start skips the conversion.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -631,7 +632,8 @@ def build_model(
     classes = {config["classes"] for config in heads}
     if len(classes) != 1:
         raise InputError(f"{plan.source}: heads disagree on the class count {sorted(classes)}")
-    model = keras.Model(image, head_tensors, name=Path(plan.source).stem or "darknet")
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(plan.source).stem).strip("_") or "darknet"
+    model = keras.Model(image, head_tensors, name=name)
     return DarknetModel(model, plan.input_shape[1], plan.input_shape[0], classes.pop(), heads)
 
 
