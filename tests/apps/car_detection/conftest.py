@@ -73,11 +73,16 @@ def opencv_region_nms(rows: np.ndarray) -> np.ndarray:
     return suppressed
 
 
+def bgr_blob(images: list[np.ndarray], width: int, height: int) -> np.ndarray:
+    """Darknet preprocessing by OpenCV: plain resize (no letterbox), RGB, /255, NCHW."""
+    return cv2.dnn.blobFromImages(images, 1 / 255, (width, height), swapRB=True, crop=False)
+
+
 def image_blob(paths: list[Path], width: int, height: int) -> np.ndarray:
-    """Darknet preprocessing: plain resize (no letterbox), RGB, /255, NCHW."""
+    """``bgr_blob`` of image files."""
     images = [cv2.imread(str(p)) for p in paths]
     assert all(image is not None for image in images), paths
-    return cv2.dnn.blobFromImages(images, 1 / 255, (width, height), swapRB=True, crop=False)
+    return bgr_blob(images, width, height)
 
 
 @pytest.fixture
