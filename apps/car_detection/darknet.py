@@ -29,7 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from apps.car_detection.cfg import Section, parse_cfg, read_cfg
+from apps.car_detection.cfg import Section, read_cfg
 from apps.car_detection.layers import ChannelGroup, DarknetMaxPool, DarknetReorg, DetectionHead
 from shared.errors import InputError, WeightsError
 
@@ -642,20 +642,19 @@ def build_model(
 
 
 def load_darknet(
-    cfg: Path | str,
+    cfg: Path | str | Sequence[Section],
     weights: Path | str | None,
     *,
     input_size: tuple[int, int] | None = None,
     fold_batch_norm: bool = True,
 ) -> DarknetModel:
-    """Parse ``cfg``, read ``weights`` (None: random initialisation) and build the model."""
-    plan = plan_network(read_cfg(cfg), input_size)
+    """Parse ``cfg`` (a path, or sections already parsed and perhaps edited), read ``weights``
+    (None: Keras' random initialisation) and build the model.
+
+    ``input_size`` (width, height) replaces the cfg's; Darknet networks accept any multiple of
+    their total stride (32 for the YOLO cfgs), and the weights do not depend on it.
+    """
+    sections = cfg if isinstance(cfg, Sequence) and not isinstance(cfg, str) else read_cfg(cfg)
+    plan = plan_network(sections, input_size)
     parameters = read_darknet_weights(weights, plan) if weights is not None else None
     return build_model(plan, parameters, fold_batch_norm=fold_batch_norm)
-
-
-def load_darknet_text(cfg_text: str, weights: Path | str | None, **kwargs) -> DarknetModel:
-    """``load_darknet`` for cfg text held in memory (e.g. edited to another input size)."""
-    plan = plan_network(parse_cfg(cfg_text), kwargs.pop("input_size", None))
-    parameters = read_darknet_weights(weights, plan) if weights is not None else None
-    return build_model(plan, parameters, **kwargs)

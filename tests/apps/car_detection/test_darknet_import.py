@@ -229,13 +229,22 @@ def test_global_average_pool_then_head_on_a_one_cell_grid(tmp_path: Path, test_i
     weights = write_random_weights(tmp_path, text)
     sections = parse_cfg(text)
     (theirs,) = opencv_forward(opencv_net(sections, weights), image_blob(test_images, 32, 32))
-    model = load_darknet_from_text(tmp_path, text, weights)
+    model = load_darknet(sections, weights)
     (ours,) = model.predict_heads(image_blob(test_images, 32, 32).transpose(0, 2, 3, 1))
     assert ours.shape == (2, 3, 7)
     np.testing.assert_allclose(ours, theirs.reshape(ours.shape), rtol=0, atol=1e-5)
 
 
-def load_darknet_from_text(tmp_path: Path, text: str, weights: Path):
-    cfg = tmp_path / "net.cfg"
-    cfg.write_text(text)
-    return load_darknet(cfg, weights)
+def test_input_size_override_and_keras_file_round_trip(tmp_path: Path):
+    """The custom layers serialise, so a converted model can be saved and fine-tuned later."""
+    import keras
+
+    weights = write_random_weights(tmp_path, FEATURES_CFG)
+    cfg = tmp_path / "features.cfg"
+    cfg.write_text(FEATURES_CFG)
+    model = load_darknet(cfg, weights, input_size=(61, 35), fold_batch_norm=False)
+    assert (model.width, model.height, model.classes) == (61, 35, 2)
+    model.model.save(tmp_path / "features.keras")
+    restored = keras.saving.load_model(tmp_path / "features.keras")
+    images = np.random.default_rng(0).random((2, 35, 61, 3), dtype=np.float32)
+    np.testing.assert_allclose(restored(images), model.predict_heads(images)[0], atol=1e-6)
