@@ -81,6 +81,7 @@ def parse_cfg(text: str, source: str = "<cfg>") -> list[Section]:
     header, a comment or ``key=value``, and when the file does not start with ``[net]``.
     """
     sections: list[Section] = []
+    text = text.removeprefix("\ufeff")  # a byte-order mark left by Windows editors
     for line_number, raw in enumerate(text.splitlines(), start=1):
         line = "".join(raw.split())
         if not line or line[0] in "#;":

@@ -5,9 +5,10 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
-from conftest import image_blob, opencv_forward, opencv_net, random_parameters
+from conftest import bgr_blob, opencv_forward, opencv_net, random_parameters
 
 from apps.car_detection.cfg import format_cfg, parse_cfg, read_cfg
 from apps.car_detection.darknet import (
@@ -121,7 +122,8 @@ def write_random_weights(tmp_path: Path, text: str, seed: int = 3) -> Path:
 
 
 def test_parse_cfg_keeps_order_lines_and_strips_whitespace():
-    sections = parse_cfg("# comment\n[net]\nwidth = 64\n\n[yolo]\n anchors = 1, 2,  3,4 \n; x\n")
+    text = "\ufeff# comment\r\n[net]\r\nwidth = 64\n\n[yolo]\n anchors = 1, 2,  3,4 \n; x\n"
+    sections = parse_cfg(text)
     assert [(s.type, s.line, s.index) for s in sections] == [("net", 2, -1), ("yolo", 5, 0)]
     assert sections[1].get_floats("anchors") == [1.0, 2.0, 3.0, 4.0]
     assert sections[0].get_int("width") == 64
@@ -209,13 +211,24 @@ def test_reorg_follows_darknets_loop_not_space_to_depth():
     assert not np.array_equal(space_to_depth.transpose(2, 0, 1), expected)
 
 
-def test_every_layer_kind_equals_opencv_on_odd_sizes(tmp_path: Path, test_images):
+def random_images(count: int, width: int, height: int) -> list[np.ndarray]:
+    """Smooth random BGR images: structure at several scales, like a photo, no files needed."""
+    rng = np.random.default_rng(11)
+    images = []
+    for _ in range(count):
+        coarse = rng.integers(0, 256, (height // 4 + 1, width // 4 + 1, 3), dtype=np.uint8)
+        smooth = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+        images.append(cv2.add(smooth, rng.integers(0, 40, smooth.shape, dtype=np.uint8)))
+    return images
+
+
+def test_every_layer_kind_equals_opencv_on_odd_sizes(tmp_path: Path):
     weights = write_random_weights(tmp_path, FEATURES_CFG)
     sections = parse_cfg(FEATURES_CFG)
     plan = plan_network(sections)
     kinds = {type(layer).__name__ for layer in build_model(plan).model.layers}
     assert {"DarknetMaxPool", "ChannelGroup", "ZeroPadding2D", "DepthwiseConv2D"} <= kinds
-    blob = image_blob(test_images, 45, 27)
+    blob = bgr_blob(random_images(2, 100, 60), 45, 27)
     theirs = opencv_forward(opencv_net(sections, weights), blob)
     for fold in (True, False):
         model = build_model(plan, read_darknet_weights(weights, plan), fold_batch_norm=fold)
@@ -223,14 +236,15 @@ def test_every_layer_kind_equals_opencv_on_odd_sizes(tmp_path: Path, test_images
         np.testing.assert_allclose(ours, theirs[0].reshape(ours.shape), rtol=0, atol=1e-5)
 
 
-def test_global_average_pool_then_head_on_a_one_cell_grid(tmp_path: Path, test_images):
+def test_global_average_pool_then_head_on_a_one_cell_grid(tmp_path: Path):
     text = "[net]\nwidth=32\nheight=32\n[convolutional]\nfilters=4\nsize=3\nstride=2\npad=1\n"
     text += "activation=leaky\n[avgpool]\n" + HEAD
     weights = write_random_weights(tmp_path, text)
     sections = parse_cfg(text)
-    (theirs,) = opencv_forward(opencv_net(sections, weights), image_blob(test_images, 32, 32))
+    blob = bgr_blob(random_images(2, 50, 40), 32, 32)
+    (theirs,) = opencv_forward(opencv_net(sections, weights), blob)
     model = load_darknet(sections, weights)
-    (ours,) = model.predict_heads(image_blob(test_images, 32, 32).transpose(0, 2, 3, 1))
+    (ours,) = model.predict_heads(blob.transpose(0, 2, 3, 1))
     assert ours.shape == (2, 3, 7)
     np.testing.assert_allclose(ours, theirs.reshape(ours.shape), rtol=0, atol=1e-5)
 

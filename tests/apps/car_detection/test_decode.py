@@ -64,7 +64,7 @@ def opencv_detections(net, bgr: np.ndarray, size: tuple[int, int], conf: float, 
     return corners[order], scores[keep][order], classes[keep][order]
 
 
-@pytest.mark.parametrize("name", ["yolo-fastest-1.1-xl"])
+@pytest.mark.parametrize("name", ["yolo-fastest-1.1", "yolo-fastest-1.1-xl"])
 def test_final_detections_equal_the_opencv_pipeline(name, weights_dir: Path, test_images):
     cfg = weights_dir / "yolo-fastest" / f"{name}.cfg"
     weights = weights_dir / "yolo-fastest" / f"{name}.weights"
