@@ -14,6 +14,17 @@ from pathlib import Path
 
 from shared.errors import InputError
 
+# Darknet accepts these short names for the same layers (parser.c, string_to_layer_type).
+SECTION_ALIASES = {
+    "network": "net",
+    "conv": "convolutional",
+    "max": "maxpool",
+    "avg": "avgpool",
+    "conn": "connected",
+    "soft": "softmax",
+    "normalization": "lrn",
+}
+
 
 @dataclass
 class Section:
@@ -90,7 +101,8 @@ def parse_cfg(text: str, source: str = "<cfg>") -> list[Section]:
             if not line.endswith("]") or len(line) < 3:
                 raise InputError(f"{source}:{line_number}: malformed header {raw.strip()!r}")
             name = line[1:-1].lower()
-            index = -1 if name in ("net", "network") else sum(s.index >= 0 for s in sections)
+            name = SECTION_ALIASES.get(name, name)
+            index = -1 if name == "net" else sum(s.index >= 0 for s in sections)
             sections.append(Section(name, line_number, index, {}, source))
             continue
         key, sep, value = line.partition("=")

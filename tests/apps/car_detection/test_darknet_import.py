@@ -130,6 +130,27 @@ def test_parse_cfg_keeps_order_lines_and_strips_whitespace():
     assert parse_cfg(format_cfg(sections))[1].options == sections[1].options
 
 
+def test_short_section_names_mean_the_same_layers():
+    sections = parse_cfg("[network]\nwidth=8\n[conv]\nsize=1\n[max]\n[avg]\n")
+    assert [s.type for s in sections] == ["net", "convolutional", "maxpool", "avgpool"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("classes=2", "classes=2\nnew_coords=1"), "new_coords=1"),
+        (("[yolo]", "[region]"), "only coords=4 with softmax=1"),
+        (("activation=linear", "activation=tanh"), "activation 'tanh' not supported"),
+        (("mask=0,1,2", "mask=0,1,5"), r"mask \[0, 1, 5\] refers to anchors beyond num=3"),
+        (("pad=1", "pad=1\ngroups=2"), "groups=2 must divide the 3 input channels"),
+    ],
+)
+def test_unsupported_or_inconsistent_options_are_named(change, message):
+    text = "[net]\nwidth=8\nheight=8\n" + HEAD.replace(*change)
+    with pytest.raises(InputError, match=message):
+        plan_network(parse_cfg(text))
+
+
 def test_cfg_errors_name_file_line_and_section(tmp_path: Path):
     with pytest.raises(InputError, match=r"<cfg>:3: expected key=value"):
         parse_cfg("[net]\nwidth=1\nnonsense\n")
@@ -165,6 +186,12 @@ def test_weights_of_the_wrong_length_give_expected_and_actual_bytes(tmp_path: Pa
         read_darknet_weights(path, plan)
     with pytest.raises(WeightsError, match=r"weights file not found"):
         read_darknet_weights(tmp_path / "none.weights", plan)
+    path.write_bytes(struct.pack("<3iq", 1001, 0, 0, 0) + bytes(4 * 84))
+    with pytest.raises(WeightsError, match=r"transposed Darknet weights"):
+        read_darknet_weights(path, plan)
+    path.write_bytes(b"GIF89a")
+    with pytest.raises(WeightsError, match=r"6 bytes is too short"):
+        read_darknet_weights(path, plan)
 
 
 def test_old_header_with_32_bit_seen_count_is_read(tmp_path: Path):
