@@ -64,19 +64,50 @@ def opencv_detections(net, bgr: np.ndarray, size: tuple[int, int], conf: float, 
     return corners[order], scores[keep][order], classes[keep][order]
 
 
-@pytest.mark.parametrize("name", ["yolo-fastest-1.1", "yolo-fastest-1.1-xl"])
-def test_final_detections_equal_the_opencv_pipeline(name, weights_dir: Path, test_images):
+CONF, IOU = 0.25, 0.45
+# A score this close to CONF may fall on either side of it in two float implementations.
+BORDERLINE = 1e-4
+
+
+def assert_same_detections(ours, frame: np.ndarray, net) -> None:
+    """Ours equals OpenCV's pipeline on one RGB frame, up to borderline scores."""
+    boxes, scores, classes = opencv_detections(net, frame[:, :, ::-1], (320, 320), CONF, IOU)
+    clear = scores > CONF + BORDERLINE
+    order = np.lexsort((-ours.scores, ours.class_ids))
+    order = order[ours.scores[order] > CONF + BORDERLINE]
+    assert ours.class_ids[order].tolist() == classes[clear].tolist()
+    np.testing.assert_allclose(ours.scores[order], scores[clear], atol=1e-4)
+    np.testing.assert_allclose(ours.boxes[order], boxes[clear], atol=0.05)
+
+
+def yolo_fastest(weights_dir: Path, name: str):
+    """(our model, OpenCV's net) for one of the real Yolo-Fastest models."""
     cfg = weights_dir / "yolo-fastest" / f"{name}.cfg"
     weights = weights_dir / "yolo-fastest" / f"{name}.weights"
-    model = load_darknet(cfg, weights)
-    net = opencv_net(read_cfg(cfg), weights)
+    return load_darknet(cfg, weights), opencv_net(read_cfg(cfg), weights)
+
+
+@pytest.mark.parametrize("name", ["yolo-fastest-1.1", "yolo-fastest-1.1-xl"])
+def test_final_detections_equal_the_opencv_pipeline(name, weights_dir: Path, test_images):
+    model, net = yolo_fastest(weights_dir, name)
     frames = [cv2.imread(str(path))[:, :, ::-1] for path in test_images]
-    found = detect(model, frames, conf=0.25, iou=0.45)
+    found = detect(model, frames, conf=CONF, iou=IOU)
     for frame, ours in zip(frames, found, strict=True):
-        boxes, scores, classes = opencv_detections(net, frame[:, :, ::-1], (320, 320), 0.25, 0.45)
-        order = np.lexsort((-ours.scores, ours.class_ids))
-        assert ours.class_ids[order].tolist() == classes.tolist()
-        np.testing.assert_allclose(ours.scores[order], scores, atol=1e-4)
-        np.testing.assert_allclose(ours.boxes[order], boxes, atol=0.05)
+        assert_same_detections(ours, frame, net)
     # The dashcam frame (test_images[1]) holds cars that both find.
     assert (found[1].class_ids == 2).sum() >= 3
+
+
+@pytest.mark.slow
+def test_detections_equal_opencv_on_every_dashcam_frame(weights_dir: Path, data_dir: Path):
+    """120 consecutive real frames, batched 8 at a time: the same objects in every frame."""
+    model, net = yolo_fastest(weights_dir, "yolo-fastest-1.1-xl")
+    paths = sorted((data_dir / "cars/driveai/images").glob("0*.jpg"))
+    assert len(paths) == 120
+    frames_with_cars = 0
+    for start in range(0, len(paths), 8):
+        frames = [cv2.imread(str(path))[:, :, ::-1] for path in paths[start : start + 8]]
+        for frame, ours in zip(frames, detect(model, frames, CONF, IOU), strict=True):
+            assert_same_detections(ours, frame, net)
+            frames_with_cars += bool((ours.class_ids == 2).any())
+    assert frames_with_cars >= 100
