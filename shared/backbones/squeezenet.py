@@ -24,6 +24,7 @@ from keras import layers
 from shared.backbones.blocks import conv_bn_act, fire_module
 from shared.backbones.preprocessing import caffe_bgr_mean
 from shared.errors import WeightsError
+from shared.weights import resolve_file
 
 INPUT_SHAPE = (None, None, 3)  # fully convolutional without the top
 CATALOGUE_NAME = "squeezenet-1.1"
@@ -84,17 +85,10 @@ def squeezenet11(
         x = layers.Activation("softmax", name="prob")(x)
     model = keras.Model(inputs, x, name="squeezenet11")
     if weights == "imagenet":
-        weights = _imagenet_notop_file()
+        weights = resolve_file(CATALOGUE_NAME, NOTOP_FILE)
     if weights is not None:
         load_squeezenet_h5(model, Path(weights))
     return model
-
-
-def _imagenet_notop_file() -> Path:
-    # Imported here so that building SqueezeNet without weights needs no catalogue.
-    from shared.weights import resolve_file
-
-    return resolve_file(CATALOGUE_NAME, NOTOP_FILE)
 
 
 def read_squeezenet_h5(path: Path) -> dict[str, list[np.ndarray]]:

@@ -364,7 +364,6 @@ def test_squeezenet_weights_errors(weights_dir, tmp_path):
 
 
 def test_squeezenet_imagenet_through_the_resolver(offline_weights):
-    pytest.importorskip("shared.weights", reason="shared.weights (io helper) not merged yet")
     model = squeezenet11(weights="imagenet")
     np.testing.assert_array_equal(
         model.get_layer("conv1").bias.numpy(),
