@@ -448,7 +448,7 @@ def test_keras_weights_file_round_trip_and_mismatch(tmp_path):
     reloaded = build_backbone("LeNet-5", weights=path)
     for saved, loaded in zip(trained.weights, reloaded.weights, strict=True):
         np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
-    with pytest.raises(WeightsError, match=r"lenet5\.weights\.h5: does not fit alexnet"):
-        alexnet(weights=path)
+    with pytest.raises(WeightsError, match=r"lenet5\.weights\.h5: does not fit googlenet"):
+        googlenet(weights=path)
     with pytest.raises(WeightsError, match="not found"):
         nn4_small2(weights=tmp_path / "absent.weights.h5")
