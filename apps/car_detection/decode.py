@@ -36,15 +36,15 @@ class Detections:
 
 
 def preprocess(frames: Sequence[np.ndarray], width: int, height: int) -> np.ndarray:
-    """RGB uint8 frames -> float32 batch (B, height, width, 3) in 0..1, as Darknet feeds it.
+    """RGB uint8 frames -> uint8 batch (B, height, width, 3) at the network size.
 
     Darknet and Yolo-Fastest stretch the frame to the network size (no letterbox); bilinear
-    resizing matches ``cv2.dnn.blobFromImage``.
+    resizing matches ``cv2.dnn.blobFromImage``. The 1/255 scaling happens inside the model
+    call (``DarknetModel.predict_heads``).
     """
-    batch = np.empty((len(frames), height, width, 3), dtype=np.float32)
+    batch = np.empty((len(frames), height, width, 3), dtype=np.uint8)
     for slot, frame in zip(batch, frames, strict=True):
-        resized = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
-        np.multiply(resized, np.float32(1 / 255), out=slot)
+        cv2.resize(frame, (width, height), dst=slot, interpolation=cv2.INTER_LINEAR)
     return batch
 
 

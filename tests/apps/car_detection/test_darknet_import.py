@@ -289,3 +289,9 @@ def test_input_size_override_and_keras_file_round_trip(tmp_path: Path):
     restored = keras.saving.load_model(tmp_path / "features.keras")
     images = np.random.default_rng(0).random((2, 35, 61, 3), dtype=np.float32)
     np.testing.assert_allclose(restored(images), model.predict_heads(images)[0], atol=1e-6)
+    pixels = (images * 255).round().astype(np.uint8)
+    np.testing.assert_allclose(
+        model.predict_heads(pixels)[0], model.predict_heads(pixels / np.float32(255))[0], atol=1e-6
+    )
+    with pytest.raises(ValueError, match="uint8 pixels or float32"):
+        model.predict_heads(images.astype(np.float64))

@@ -41,9 +41,10 @@ def test_select_detections_thresholds_suppresses_per_class_and_maps_to_pixels():
 
 def test_preprocess_equals_opencv_blob(test_images):
     rgb = cv2.imread(str(test_images[1]))[:, :, ::-1]
-    ours = preprocess([rgb], 96, 64)
+    ours = preprocess([rgb, rgb[:300, :200]], 96, 64)
+    assert ours.shape == (2, 64, 96, 3) and ours.dtype == np.uint8
     blob = bgr_blob([rgb[:, :, ::-1]], 96, 64)
-    np.testing.assert_allclose(ours, blob.transpose(0, 2, 3, 1), atol=1e-6)
+    np.testing.assert_allclose(ours[:1] / np.float32(255), blob.transpose(0, 2, 3, 1), atol=1e-6)
 
 
 def opencv_detections(net, bgr: np.ndarray, size: tuple[int, int], conf: float, iou: float):
