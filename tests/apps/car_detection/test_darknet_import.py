@@ -36,8 +36,9 @@ classes=2
 num=3
 """
 
-# Odd sizes, stride-2 convolutions, grouped (not depthwise) convolutions, every activation,
-# max pools whose Darknet padding differs from Keras 'same', a route with groups, a shortcut.
+# Odd sizes, stride-2 convolutions, explicit padding, grouped (not depthwise) convolutions,
+# every activation, max pools whose Darknet padding differs from Keras 'same', a route with
+# groups, a shortcut.
 FEATURES_CFG = (
     """
 [net]
@@ -52,6 +53,13 @@ size=3
 stride=2
 pad=1
 activation=relu
+
+[convolutional]
+filters=8
+size=3
+stride=1
+padding=2
+activation=leaky
 
 [convolutional]
 filters=8
