@@ -14,8 +14,10 @@ Three steps, each usable alone:
    padding, max-pool padding and ``reorg`` follow Darknet exactly rather than the nearest Keras
    default (Darknet pads stride-2 convolutions symmetrically, unlike Keras ``'same'``).
 
-``load_darknet(cfg, weights)`` runs all three and caches the converted model keyed by the
-weights' sha256, so a second start skips the conversion.
+``load_darknet(cfg, weights)`` runs all three. The result is not cached: converting
+Yolo-Fastest takes about 0.4-0.5 s, less than loading the same model from a ``.keras`` file
+(0.6-0.8 s; ``bench/bench_detect_cars.py`` prints both), because either way Keras builds
+every layer, and reading Darknet's flat float32 file is cheaper than unzipping HDF5.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from shared.errors import InputError, WeightsError
 BATCH_NORM_EPSILON = 1e-6
 ACTIVATIONS = ("linear", "leaky", "relu", "logistic", "mish", "swish")
 LEAKY_SLOPE = 0.1
+HEAD_TYPES = ("yolo", "region")
 HEADER_VERSION = (0, 2, 5)
 
 Shape = tuple[int, int, int]  # (height, width, channels), as a layer's output
@@ -108,8 +111,8 @@ class NetworkPlan:
         return sum(conv.parameter_count for _, conv in self.convolutions)
 
     @property
-    def heads(self) -> list[LayerPlan]:
-        return [layer for layer in self.layers if layer.section.type in ("yolo", "region")]
+    def head_indices(self) -> list[int]:
+        return [i for i, layer in enumerate(self.layers) if layer.section.type in HEAD_TYPES]
 
 
 @dataclass
@@ -125,6 +128,8 @@ class DarknetModel:
     width: int
     height: int
     classes: int
+    # The DetectionHead arguments of each head (kind, anchors, classes, scale_x_y, input size),
+    # for whoever decodes raw maps (``build_model(..., decode=False)``) or writes a loss.
     heads: list[dict] = field(default_factory=list)
 
     def predict_heads(self, images: np.ndarray) -> list[np.ndarray]:
@@ -390,8 +395,12 @@ def plan_network(
         layer = planner(section, shapes[-1] if shapes else input_shape, shapes)
         layers.append(layer)
         shapes.append(layer.shape)
-    if not any(layer.section.type in ("yolo", "region") for layer in layers):
+    heads = [layer.section for layer in layers if layer.section.type in HEAD_TYPES]
+    if not heads:
         raise InputError(f"{net.source}: no [yolo] or [region] layer, so nothing to detect with")
+    classes = sorted({section.get_int("classes", 20) for section in heads})
+    if len(classes) > 1:
+        raise InputError(f"{net.source}: the heads disagree on the number of classes {classes}")
     return NetworkPlan(input_shape, tuple(layers), net.source)
 
 
@@ -628,28 +637,22 @@ def build_model(
     """
     image = keras.Input(plan.input_shape, name="image")
     outputs: list = []
-    heads: list[dict] = []
     conv_arrays = iter(parameters) if parameters is not None else None
     for index, layer in enumerate(plan.layers):
         previous = outputs[-1] if outputs else image
         inputs = [outputs[i] for i in layer.sources] if layer.sources else [previous]
         arrays = next(conv_arrays) if conv_arrays is not None and layer.conv is not None else None
-        tensor = _BUILDERS[layer.section.type](layer, index, inputs, arrays, fold_batch_norm)
-        outputs.append(tensor)
-        if layer.section.type in ("yolo", "region"):
-            heads.append(head_config(layer, plan.input_shape))
-    head_tensors = [outputs[plan.layers.index(layer)] for layer in plan.heads]
+        outputs.append(_BUILDERS[layer.section.type](layer, index, inputs, arrays, fold_batch_norm))
+    heads = [head_config(plan.layers[i], plan.input_shape) for i in plan.head_indices]
+    head_tensors = [outputs[i] for i in plan.head_indices]
     if decode:
         head_tensors = [
-            DetectionHead(**config, name=f"{config['kind']}_{plan.layers.index(layer)}")(tensor)
-            for layer, config, tensor in zip(plan.heads, heads, head_tensors, strict=True)
+            DetectionHead(**config, name=f"{config['kind']}_{i}")(outputs[i])
+            for i, config in zip(plan.head_indices, heads, strict=True)
         ]
-    classes = {config["classes"] for config in heads}
-    if len(classes) != 1:
-        raise InputError(f"{plan.source}: heads disagree on the class count {sorted(classes)}")
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(plan.source).stem).strip("_") or "darknet"
     model = keras.Model(image, head_tensors, name=name)
-    return DarknetModel(model, plan.input_shape[1], plan.input_shape[0], classes.pop(), heads)
+    return DarknetModel(model, plan.input_shape[1], plan.input_shape[0], heads[0]["classes"], heads)
 
 
 def load_darknet(

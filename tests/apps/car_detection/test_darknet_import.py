@@ -18,7 +18,7 @@ from apps.car_detection.darknet import (
     read_darknet_weights,
     write_darknet_weights,
 )
-from apps.car_detection.layers import DarknetReorg
+from apps.car_detection.layers import DarknetReorg, DetectionHead
 from shared.errors import InputError, WeightsError
 
 HEAD = """
@@ -297,6 +297,16 @@ def test_input_size_override_and_keras_file_round_trip(tmp_path: Path):
     restored = keras.saving.load_model(tmp_path / "features.keras")
     images = np.random.default_rng(0).random((2, 35, 61, 3), dtype=np.float32)
     np.testing.assert_allclose(restored(images), model.predict_heads(images)[0], atol=1e-6)
+    # The raw maps plus the recorded head arguments decode to the same rows (what a loss uses).
+    plan = plan_network(parse_cfg(FEATURES_CFG), (61, 35))
+    raw = build_model(plan, fold_batch_norm=False, decode=False)
+    raw.model.set_weights(restored.get_weights())
+    assert model.heads == raw.heads and model.heads[0]["anchors"] == [[4, 5], [9, 7], [12, 16]]
+    (raw_map,) = raw.predict_heads(images)
+    # 61x35 -> conv s2: 31x18 -> padding=2: 33x20 -> pool 2/2: 17x10 -> pool 3/2: 9x5
+    assert raw_map.shape == (2, 5, 9, 21)
+    decoded = DetectionHead(**raw.heads[0])(raw_map)
+    np.testing.assert_allclose(decoded, model.predict_heads(images)[0], atol=1e-6)
     pixels = (images * 255).round().astype(np.uint8)
     np.testing.assert_allclose(
         model.predict_heads(pixels)[0], model.predict_heads(pixels / np.float32(255))[0], atol=1e-6
