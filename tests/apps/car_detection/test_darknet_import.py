@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import bgr_blob, opencv_forward, opencv_net, random_parameters
+from darknet_oracle import bgr_blob, opencv_forward, opencv_net, random_parameters
 
 from apps.car_detection.cfg import format_cfg, parse_cfg, read_cfg
 from apps.car_detection.darknet import (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import image_blob, opencv_forward, opencv_net, opencv_region_nms
+from darknet_oracle import image_blob, opencv_forward, opencv_net, opencv_region_nms
 
 from apps.car_detection.cfg import read_cfg
 from apps.car_detection.darknet import build_model, load_darknet, plan_network, read_darknet_weights

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import bgr_blob, opencv_forward, opencv_net
+from darknet_oracle import bgr_blob, opencv_forward, opencv_net
 
 from apps.car_detection.cfg import read_cfg
 from apps.car_detection.darknet import load_darknet
