@@ -268,7 +268,10 @@ def _plan_route(section: Section, _previous: Shape, shapes: list[Shape]) -> Laye
     spatial = {shapes[i][:2] for i in sources}
     if len(spatial) > 1:
         sizes = ", ".join(f"layer {i}: {shapes[i][0]}x{shapes[i][1]}" for i in sources)
-        raise InputError(f"{section.where()}: joins layers of different sizes ({sizes})")
+        raise InputError(
+            f"{section.where()}: joins layers of different sizes ({sizes}); "
+            "the input width and height must be multiples of the network's stride (often 32)"
+        )
     for i in sources:
         if shapes[i][2] % groups:
             raise InputError(

@@ -313,3 +313,10 @@ def test_input_size_override_and_keras_file_round_trip(tmp_path: Path):
     )
     with pytest.raises(ValueError, match="uint8 pixels or float32"):
         model.predict_heads(images.astype(np.float64))
+
+
+def test_an_input_size_the_network_cannot_take_is_one_clear_error(weights_dir: Path):
+    cfg = read_cfg(weights_dir / "yolo-fastest" / "yolo-fastest-1.1-xl.cfg")
+    assert plan_network(cfg, (416, 256)).layers[-1].shape == (16, 26, 255)
+    with pytest.raises(InputError, match=r"\[route\]: joins layers of different sizes"):
+        plan_network(cfg, (330, 330))
