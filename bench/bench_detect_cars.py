@@ -29,6 +29,7 @@ import cv2
 import keras
 import numpy as np
 
+from apps.car_detection.catalogue import darknet_files, read_class_names
 from apps.car_detection.darknet import load_darknet
 from apps.car_detection.decode import detect, preprocess
 from shared.images import draw_boxes
@@ -154,9 +155,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--frames", type=int, default=0, help="stop after N frames (0: all)")
     args = parser.parse_args()
-    folder = SHARED / "weights/yolo-fastest"
-    cfg, weights = folder / f"{args.model}.cfg", folder / f"{args.model}.weights"
-    labels = (folder / "coco.names").read_text().split("\n")
+    os.environ.setdefault("CONVNET_APPS_WEIGHTS_DIR", str(SHARED / "weights"))
+    cfg, weights = darknet_files(args.model)
+    labels = read_class_names()
 
     net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
     names = net.getUnconnectedOutLayersNames()
