@@ -110,6 +110,11 @@ def parse_cfg(text: str, source: str = "<cfg>") -> list[Section]:
             raise InputError(f"{source}:{line_number}: expected key=value, got {raw.strip()!r}")
         if not sections:
             raise InputError(f"{source}:{line_number}: option {key!r} before any [section]")
+        if key in sections[-1].options:
+            # Darknet reads the first of two values and OpenCV the last: refuse to guess.
+            raise InputError(
+                f"{source}:{line_number}: {key!r} given twice in {sections[-1].where()}"
+            )
         sections[-1].options[key] = value
     if not sections or sections[0].index != -1:
         raise InputError(f"{source}: a Darknet cfg must start with a [net] section")

@@ -162,6 +162,8 @@ def test_unsupported_or_inconsistent_options_are_named(change, message):
 def test_cfg_errors_name_file_line_and_section(tmp_path: Path):
     with pytest.raises(InputError, match=r"<cfg>:3: expected key=value"):
         parse_cfg("[net]\nwidth=1\nnonsense\n")
+    with pytest.raises(InputError, match=r"<cfg>:5: 'size' given twice in <cfg>:3 \[maxpool\]"):
+        parse_cfg("[net]\nwidth=1\n[maxpool]\nsize=2\nsize=3\n")
     with pytest.raises(InputError, match=r"must start with a \[net\]"):
         parse_cfg("[convolutional]\nsize=1\n")
     with pytest.raises(InputError, match=r"<cfg>:4 \[convolutional\]: size=x is not a number"):
