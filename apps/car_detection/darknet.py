@@ -320,7 +320,9 @@ def _plan_reorg(section: Section, previous: Shape, _shapes: list[Shape]) -> Laye
     return LayerPlan(section, (height // stride, width // stride, channels * stride * stride))
 
 
-def _plan_identity(section: Section, previous: Shape, _shapes: list[Shape]) -> LayerPlan:
+def _plan_dropout(section: Section, previous: Shape, _shapes: list[Shape]) -> LayerPlan:
+    if not 0 <= section.get_float("probability", 0.5) < 1:
+        raise InputError(f"{section.where()}: probability must be in [0, 1)")
     return LayerPlan(section, previous)
 
 
@@ -368,7 +370,7 @@ _PLANNERS: dict[str, Callable[[Section, Shape, list[Shape]], LayerPlan]] = {
     "shortcut": _plan_shortcut,
     "upsample": _plan_upsample,
     "reorg": _plan_reorg,
-    "dropout": _plan_identity,
+    "dropout": _plan_dropout,
     "region": _plan_head,
     "yolo": _plan_head,
 }
@@ -596,6 +598,12 @@ def _build_identity(_layer: LayerPlan, _index: int, inputs: list, _arrays, _fold
     return inputs[0]
 
 
+def _build_dropout(layer: LayerPlan, index: int, inputs: list, _arrays, _fold):
+    """Identity at inference (as in OpenCV), Darknet's dropout when fine-tuning."""
+    rate = layer.section.get_float("probability", 0.5)
+    return keras.layers.Dropout(rate, name=f"dropout_{index}")(inputs[0])
+
+
 _BUILDERS = {
     "convolutional": _build_convolutional,
     "maxpool": _build_maxpool,
@@ -604,7 +612,7 @@ _BUILDERS = {
     "shortcut": _build_shortcut,
     "upsample": _build_upsample,
     "reorg": _build_reorg,
-    "dropout": _build_identity,
+    "dropout": _build_dropout,
     "region": _build_identity,
     "yolo": _build_identity,
 }

@@ -151,6 +151,7 @@ def test_short_section_names_mean_the_same_layers():
         (("activation=linear", "activation=tanh"), "activation 'tanh' not supported"),
         (("mask=0,1,2", "mask=0,1,5"), r"mask \[0, 1, 5\] refers to anchors beyond num=3"),
         (("pad=1", "pad=1\ngroups=2"), "groups=2 must divide the 3 input channels"),
+        (("[yolo]", "[dropout]\nprobability=1.5\n[yolo]"), r"probability must be in \[0, 1\)"),
     ],
 )
 def test_unsupported_or_inconsistent_options_are_named(change, message):
