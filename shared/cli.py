@@ -31,8 +31,29 @@ debug_option = click.option(
 
 
 def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter, which would bury our one-line messages."""
+    """Import TensorFlow with its C++ start-up chatter kept off the terminal.
+
+    TensorFlow 2.21 logs oneDNN/CUDA notices through absl before absl's logging is
+    initialised, and those ignore ``TF_CPP_MIN_LOG_LEVEL``; they would bury our
+    one-line messages. So standard error is pointed at /dev/null while TensorFlow
+    loads and looks for devices. Python exceptions are unaffected (they are printed
+    after the descriptor is restored). Commands call this unless ``--debug`` is given.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:

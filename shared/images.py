@@ -147,7 +147,10 @@ def write_image(path: str | os.PathLike[str], rgb: np.ndarray, quality: int = 95
         raise ValueError(f"expected HxWx3 or HxW uint8, got {rgb.shape} {rgb.dtype}")
     pixels = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     try:
-        ok, encoded = cv2.imencode(path.suffix, pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        # The quality flag means something only to JPEG; other encoders warn about it.
+        is_jpeg = path.suffix.lower() in {".jpg", ".jpeg"}
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality] if is_jpeg else []
+        ok, encoded = cv2.imencode(path.suffix, pixels, params)
     except cv2.error:
         ok = False
     if not ok:

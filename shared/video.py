@@ -29,6 +29,12 @@ import numpy as np
 from shared.errors import InputError
 from shared.files import atomic_output
 
+# FFmpeg prints its own complaints ("moov atom not found") straight to stderr; we
+# judge every source ourselves and report one line, so keep FFmpeg quiet (-8 is
+# AV_LOG_QUIET). Read when OpenCV first opens an FFmpeg capture; a user's own
+# setting wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 # Cameras and many streams report 0 fps; outputs still need a rate to play at.
 DEFAULT_FPS = 30.0
 

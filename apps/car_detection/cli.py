@@ -94,7 +94,8 @@ def main(
 ) -> None:
     """Detect cars (and other COCO objects) in SOURCE: a video file, an image,
     a folder of images, a camera index or a stream URL."""
-    quiet_tensorflow()
+    if not debug:
+        quiet_tensorflow()
     from apps.car_detection.detector import load_detector
     from apps.car_detection.pipeline import open_source, run
     from apps.car_detection.sinks import (
@@ -183,3 +184,7 @@ def render_summary(summary: dict) -> str:
         lines.append(f"  {label}: {count} detections, {at_once}")
     lines.extend(f"  {kind}: {path}" for kind, path in summary["outputs"].items())
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

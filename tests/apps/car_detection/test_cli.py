@@ -1,0 +1,176 @@
+"""``detect-cars`` end to end on real footage with the real Yolo-Fastest-1.1-xl weights.
+
+OpenCV's own Darknet pipeline (``cv2.dnn_DetectionModel``) on the same decoded frames is
+the independent check that cars are found where they should be.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from apps.car_detection.cli import main
+from shared.images import read_image
+from shared.video import VideoReader, VideoWriter
+
+CLIP_FRAMES = 10
+
+
+@pytest.fixture(scope="module")
+def dashcam_clip(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """Ten consecutive real dashcam frames assembled into a video (halved to 640x360)."""
+    path = tmp_path_factory.mktemp("clip") / "dashcam.avi"
+    with VideoWriter(path, 10.0, 640, 360) as writer:
+        for number in range(1, CLIP_FRAMES + 1):
+            frame = read_image(data_dir / f"cars/driveai/images/{number:04d}.jpg")
+            writer.write(cv2.resize(frame, (640, 360), interpolation=cv2.INTER_AREA))
+    return path
+
+
+def opencv_car_counts(video: Path, weights_dir: Path) -> list[int]:
+    """Cars per frame by OpenCV's Darknet reader and detection model, score 0.25, NMS 0.45."""
+    folder = weights_dir / "yolo-fastest"
+    net = cv2.dnn.readNetFromDarknet(
+        str(folder / "yolo-fastest-1.1-xl.cfg"), str(folder / "yolo-fastest-1.1-xl.weights")
+    )
+    model = cv2.dnn_DetectionModel(net)
+    model.setInputParams(scale=1 / 255, size=(320, 320), swapRB=True, crop=False)
+    counts = []
+    with VideoReader(video) as reader:
+        for rgb in reader:
+            class_ids, _, _ = model.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), 0.25, 0.45)
+            counts.append(int(np.sum(np.asarray(class_ids).reshape(-1) == 2)))
+    return counts
+
+
+def run(args: list[str]) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, args)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_a_dashcam_video_gives_every_frame_and_finds_the_cars_opencv_finds(
+    offline_weights: Path, dashcam_clip: Path, tmp_path: Path
+):
+    annotated, lines = tmp_path / "out.mp4", tmp_path / "cars.jsonl"
+    code, stdout, stderr = run(
+        [
+            str(dashcam_clip),
+            "-o",
+            str(annotated),
+            "--detections",
+            str(lines),
+            "--json",
+            "--batch",
+            "4",
+        ]
+    )
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["frames"] == CLIP_FRAMES and not summary["interrupted"]
+
+    with VideoReader(annotated) as reader:
+        assert (reader.width, reader.height) == (640, 360)
+        assert sum(1 for _ in reader) == CLIP_FRAMES
+
+    records = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(CLIP_FRAMES))
+    assert records[1]["time"] == pytest.approx(0.1)
+    for record in records:
+        for detection in record["detections"]:
+            assert detection["label"] in {"car", "truck", "bus"}
+            x1, y1, x2, y2 = detection["box"]
+            assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 360
+            assert 0.25 < detection["score"] <= 1
+
+    ours = [sum(d["label"] == "car" for d in r["detections"]) for r in records]
+    theirs = opencv_car_counts(dashcam_clip, offline_weights)
+    assert sum(theirs) > 0, "the clip should hold cars"
+    assert [n > 0 for n in ours] == [n > 0 for n in theirs]
+    # OpenCV keeps one class per box where Darknet's rule (ours) may keep two.
+    assert all(abs(a - b) <= 1 for a, b in zip(ours, theirs, strict=True)), (ours, theirs)
+    assert summary["most_at_once"]["car"]["count"] == max(ours)
+
+
+def test_a_real_video_keeps_its_size_rate_and_frame_count(
+    offline_weights: Path, data_dir: Path, tmp_path: Path
+):
+    video = data_dir / "cars/video/udacity_test_video.mp4"
+    annotated, table = tmp_path / "annotated.mp4", tmp_path / "cars.csv"
+    code, _, stderr = run(
+        [str(video), "-o", str(annotated), "--csv", str(table), "--vid-stride", "3"]
+    )
+    assert code == 0, stderr
+    with VideoReader(video) as source, VideoReader(annotated) as written:
+        assert (written.width, written.height) == (source.width, source.height)
+        assert written.fps == pytest.approx(source.fps)
+        assert sum(1 for _ in written) == sum(1 for _ in source) == 38
+    rows = table.read_text().splitlines()
+    assert rows[0] == "frame,time,image,label,class_id,score,x1,y1,x2,y2"
+    assert {int(row.split(",")[0]) % 3 for row in rows[1:]} == {0}
+    assert any(",car," in row for row in rows[1:])
+
+
+def test_a_folder_of_images_writes_annotated_copies(
+    offline_weights: Path, data_dir: Path, tmp_path: Path
+):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("test.jpg", "0001.jpg"):
+        (folder / name).write_bytes((data_dir / "cars/driveai/images" / name).read_bytes())
+    out = tmp_path / "annotated"
+    code, stdout, stderr = run([str(folder), "-o", str(out), "--detections", "-"])
+    assert code == 0, stderr
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert [r["image"] for r in records] == ["0001.jpg", "test.jpg"]
+    assert all(r["time"] is None for r in records)
+    assert sorted(p.name for p in out.iterdir()) == ["0001.jpg", "test.jpg"]
+    assert read_image(out / "test.jpg").shape == (720, 1280, 3)
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda tmp: [str(tmp / "missing.mp4")], "missing.mp4: no such file"),
+        (lambda tmp: [str(tmp / "notes.mp4")], "notes.mp4: not a video"),
+        (lambda tmp: [str(tmp / "empty")], "folder holds no images"),
+        (lambda tmp: [str(tmp / "notes.mp4"), "--cfg", "x.cfg"], "--cfg needs --weights"),
+        (lambda tmp: [str(tmp / "notes.mp4"), "--classes", "car,zeppelin"], "zeppelin"),
+        (lambda tmp: [str(tmp / "notes.mp4"), "--conf", "1.5"], "--conf"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(offline_weights, tmp_path: Path, make_args, message):
+    (tmp_path / "notes.mp4").write_text("not a video")
+    (tmp_path / "empty").mkdir()
+    code, _, stderr = run(make_args(tmp_path))
+    assert code == 2
+    assert stderr.count("\n") == 1 and message in stderr, stderr
+    left = {p.name for p in tmp_path.iterdir()} - {"cache"}  # the resolver's cache may appear
+    assert left == {"empty", "notes.mp4"}
+
+
+def test_corrupt_weights_are_one_line_and_no_output(offline_weights, tmp_path: Path):
+    cfg = offline_weights / "yolo-fastest/yolo-fastest-1.1-xl.cfg"
+    truncated = tmp_path / "broken.weights"
+    real = (offline_weights / "yolo-fastest/yolo-fastest-1.1-xl.weights").read_bytes()
+    truncated.write_bytes(real[: len(real) // 2])
+    image = offline_weights / "yolo-fastest/sample_images/dog.jpg"
+    output = tmp_path / "dog_out.jpg"
+    code, _, stderr = run(
+        [str(image), "--cfg", str(cfg), "--weights", str(truncated), "-o", str(output)]
+    )
+    assert code == 2 and "broken.weights" in stderr and stderr.count("\n") == 1
+    assert not output.exists()
+
+
+def test_the_input_is_never_overwritten(offline_weights, tmp_path: Path):
+    image = tmp_path / "dog.jpg"
+    original = (offline_weights / "yolo-fastest/sample_images/dog.jpg").read_bytes()
+    image.write_bytes(original)
+    code, _, stderr = run([str(image), "-o", str(image)])
+    assert code == 2 and "overwrite the input" in stderr
+    assert image.read_bytes() == original
