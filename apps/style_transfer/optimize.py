@@ -19,6 +19,7 @@ to the course's costs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -71,8 +72,8 @@ class LossParts:
         return asdict(self)
 
 
-# Called after every iteration with the iteration number (1-based within the scale), the loss
-# parts at the new image and the image itself (H, W, 3 float in [0, 255]).
+# Called with the iteration number, the loss parts at the image after that many iterations and
+# the image itself (H, W, 3 float in [0, 255]); iteration 0 is the starting image.
 IterationCallback = Callable[[int, LossParts, np.ndarray], None]
 
 
@@ -174,6 +175,8 @@ def minimize_lbfgs(
 
     def value_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:
         parts, gradient = objective.evaluate(flat.reshape(shape))
+        if not last_parts and on_iteration is not None:  # SciPy evaluates the start first
+            on_iteration(0, parts, flat.reshape(shape))
         last_parts[:] = [parts]
         return parts.total * scale, gradient.ravel().astype(np.float64) * scale
 
@@ -215,22 +218,22 @@ def minimize_adam(
     learning_rate: float,
     on_iteration: IterationCallback | None = None,
 ) -> np.ndarray:
-    """Adam on the pixels (learning rate in pixel units), clipped to [0, 255] after each step.
-
-    The loss reported for an iteration is that of the image it starts from (the gradient's).
-    """
+    """Adam on the pixels (learning rate in pixel units), clipped to [0, 255] after each step."""
     beta1, beta2 = ADAM_BETAS
     image = start.astype(np.float32)
     first_moment = np.zeros_like(image)
     second_moment = np.zeros_like(image)
+    parts, gradient = objective.evaluate(image)
+    if on_iteration is not None:
+        on_iteration(0, parts, image)
     for step in range(1, iterations + 1):
-        parts, gradient = objective.evaluate(image)
         first_moment = beta1 * first_moment + (1 - beta1) * gradient
         second_moment = beta2 * second_moment + (1 - beta2) * gradient**2
         unbiased_first = first_moment / (1 - beta1**step)
         unbiased_second = second_moment / (1 - beta2**step)
         image -= learning_rate * unbiased_first / (np.sqrt(unbiased_second) + ADAM_EPSILON)
         np.clip(image, 0.0, PIXEL_MAX, out=image)
+        parts, gradient = objective.evaluate(image)
         if on_iteration is not None:
             on_iteration(step, parts, image)
     return image
@@ -260,8 +263,20 @@ class TransferSettings:
     learning_rate: float = 4.0
 
 
-# Called with the scale's index (0-based) and size, then the iteration callback's arguments.
-ScaleCallback = Callable[[int, tuple[int, int], int, LossParts, np.ndarray], None]
+@dataclass(frozen=True)
+class IterationReport:
+    """Where a multi-scale run stands after one iteration.
+
+    ``render()`` gives the image as the result would show it now (RGB uint8, colours put back
+    when they are preserved); it costs a colour conversion, so it is only called on demand.
+    """
+
+    scale: int  # 0-based, coarse to fine
+    scales: int
+    size: tuple[int, int]  # (height, width) of this scale
+    iteration: int  # 0 is the scale's starting image
+    parts: LossParts
+    render: Callable[[], np.ndarray]
 
 
 def scale_sizes(height: int, width: int, size: int, scales: int) -> list[tuple[int, int]]:
@@ -337,7 +352,7 @@ def stylize_image(
     content: np.ndarray,
     styles: Sequence[np.ndarray],
     settings: TransferSettings,
-    on_iteration: ScaleCallback | None = None,
+    on_iteration: Callable[[IterationReport], None] | None = None,
 ) -> np.ndarray:
     """Paint ``content`` in the manner of ``styles`` (RGB arrays); returns an RGB uint8 image.
 
@@ -352,6 +367,12 @@ def stylize_image(
     if settings.preserve_colors:
         content = luminance_image(original_content)
         styles = [luminance_image(style, reference=original_content) for style in styles]
+
+    def finish(image: np.ndarray) -> np.ndarray:
+        if settings.preserve_colors:
+            image = with_colors_of(image, resize(original_content, *image.shape[:2]))
+        return to_uint8(image)
+
     sizes = scale_sizes(*original_content.shape[:2], settings.size, settings.scales)
     image = None
     for index, (height, width) in enumerate(sizes):
@@ -368,8 +389,9 @@ def stylize_image(
         report = None
         if on_iteration is not None:
 
-            def report(step, parts, current, index=index, shape=(height, width)):
-                on_iteration(index, shape, step, parts, current)
+            def report(step, parts, current, index=index, size=(height, width)):
+                render = functools.partial(finish, current.copy())
+                on_iteration(IterationReport(index, len(sizes), size, step, parts, render))
 
         if settings.optimizer == "lbfgs":
             image = minimize_lbfgs(objective, start, settings.iterations, report)
@@ -377,11 +399,8 @@ def stylize_image(
             image = minimize_adam(
                 objective, start, settings.iterations, settings.learning_rate, report
             )
-    if settings.preserve_colors:
-        image = with_colors_of(image, resize(original_content, *image.shape[:2]))
-    return to_uint8(image)
+    return finish(image)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
-

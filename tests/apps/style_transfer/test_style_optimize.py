@@ -95,7 +95,7 @@ def test_optimizers_lower_the_loss_within_bounds(features, optimizer):
         result = optimize.minimize_lbfgs(objective, start, 15, record)
     else:
         result = optimize.minimize_adam(objective, start, 15, 8.0, record)
-    assert [step for step, *_ in seen] == list(range(1, 16))
+    assert [step for step, *_ in seen] == list(range(16))  # 0 is the start
     assert result.min() >= 0 and result.max() <= 255
     assert all(low >= 0 and high <= 255 for *_, low, high in seen)
     start_total = objective.evaluate(start)[0].total
@@ -141,17 +141,14 @@ def test_noise_start_repeats_with_the_seed(features):
 def test_scales_and_preserved_colors(features):
     content, style = _images(shape=(64, 96, 3))
     content = content * np.array([1.0, 0.7, 0.4], np.float32)  # a warm tint to keep
-    calls = []
-
-    def record(index, shape, step, parts, image):
-        calls.append((index, shape, step, image.shape))
-
+    reports = []
     settings = _settings(size=96, scales=2, preserve_colors=True, iterations=3)
-    result = optimize.stylize_image(features, content, [style], settings, record)
-    expected_calls = [(0, (32, 48), step) for step in (1, 2, 3)]
-    expected_calls += [(1, (64, 96), step) for step in (1, 2, 3)]
-    assert [(index, shape, step) for index, shape, step, _ in calls] == expected_calls
-    assert all(image_shape == (*shape, 3) for _, shape, _, image_shape in calls)
+    result = optimize.stylize_image(features, content, [style], settings, reports.append)
+    expected = [(0, (32, 48), step) for step in range(4)]
+    expected += [(1, (64, 96), step) for step in range(4)]
+    assert [(r.scale, r.size, r.iteration) for r in reports] == expected
+    assert all(r.scales == 2 and r.render().shape == (*r.size, 3) for r in reports)
+    np.testing.assert_array_equal(reports[-1].render(), result)
     chroma = cv2.cvtColor(result.astype(np.float32), cv2.COLOR_RGB2YCrCb)[..., 1:]
     expected = cv2.cvtColor(content, cv2.COLOR_RGB2YCrCb)[..., 1:]
     assert np.abs(chroma - expected).mean() < 3
