@@ -15,7 +15,9 @@ each is cut after the deepest layer used, so nothing beyond it is computed.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,11 +82,12 @@ def vgg19_weights() -> Path:
     except WeightsError:
         pass
     try:
-        return Path(
-            keras.utils.get_file(
+        # Keras announces its download on stdout, where --json output goes.
+        with contextlib.redirect_stdout(sys.stderr):
+            downloaded = keras.utils.get_file(
                 VGG19_NOTOP_FILE, VGG19_URL, cache_subdir="models", file_hash=VGG19_MD5
             )
-        )
+        return Path(downloaded)
     except Exception as error:  # Keras raises a bare Exception for a failed fetch
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise WeightsError(

@@ -263,6 +263,24 @@ class TransferSettings:
     learning_rate: float = 4.0
 
 
+def check_settings(settings: TransferSettings, style_count: int) -> None:
+    """One clear error for a setting no run could use, before any work starts."""
+    if settings.iterations < 1:
+        raise InputError(f"--iterations must be at least 1, not {settings.iterations}")
+    if settings.scales < 1:
+        raise InputError(f"--scales must be at least 1, not {settings.scales}")
+    if settings.style_scale <= 0:
+        raise InputError(f"--style-scale must be positive, not {settings.style_scale}")
+    _blend_weights(settings.style_blend, style_count)
+    if settings.optimizer not in OPTIMIZERS:
+        raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
+    if settings.init not in INITS:
+        raise InputError(f"--init must be one of {', '.join(INITS)}, not {settings.init!r}")
+    weights = settings.weights
+    if min(weights.content, weights.style, weights.tv) < 0:
+        raise InputError("--content-weight, --style-weight and --tv-weight must not be negative")
+
+
 @dataclass(frozen=True)
 class IterationReport:
     """Where a multi-scale run stands after one iteration.
@@ -337,14 +355,12 @@ def with_colors_of(generated: np.ndarray, colors: np.ndarray) -> np.ndarray:
 
 
 def initial_image(init: str, content: np.ndarray, style: np.ndarray, seed: int) -> np.ndarray:
-    """The starting image: the content itself, seeded white noise, or the style resized."""
+    """The starting image (``init`` in ``INITS``): the content, seeded white noise, the style."""
     if init == "content":
         return content.copy()
     if init == "noise":
         return np.random.default_rng(seed).uniform(0.0, PIXEL_MAX, content.shape).astype(np.float32)
-    if init == "style":
-        return resize(style, *content.shape[:2])
-    raise InputError(f"--init must be one of {', '.join(INITS)}, not {init!r}")
+    return resize(style, *content.shape[:2])
 
 
 def stylize_image(
@@ -359,10 +375,9 @@ def stylize_image(
     Every scale gets its own ``Objective`` (the targets depend on the size) while sharing the
     one feature network, whose input size is free.
     """
-    if settings.optimizer not in OPTIMIZERS:
-        raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
     if not styles:
         raise InputError("at least one style image is needed")
+    check_settings(settings, len(styles))
     original_content = np.asarray(content, np.float32)
     if settings.preserve_colors:
         content = luminance_image(original_content)
