@@ -113,12 +113,13 @@ class _TensorBoardLog:
         self._image_every = image_every
 
     def __call__(self, report: IterationReport, step: int) -> None:
-        tf = self._tf
-        with self._writer.as_default(step=step):
-            for name, value in report.parts.as_dict().items():
-                tf.summary.scalar(f"loss/{name}", value)
-            if report.iteration % self._image_every == 0:
-                tf.summary.image("image", report.render()[np.newaxis])
+        from shared.tensorboard import scalars
+
+        parts = report.parts.as_dict()
+        scalars(self._writer, step, {f"loss/{name}": value for name, value in parts.items()})
+        if report.iteration % self._image_every == 0:
+            with self._writer.as_default():
+                self._tf.summary.image("image", report.render()[np.newaxis], step=step)
 
     def close(self) -> None:
         self._writer.flush()
