@@ -135,3 +135,7 @@ def main(
             for name in ("total", "content", "style", "tv")
         )
     )
+
+
+if __name__ == "__main__":
+    main()
