@@ -25,7 +25,7 @@ from pathlib import Path
 import keras
 
 from apps.style_transfer.optimize import Features
-from shared.backbones.factory import feature_extractor, preprocessing_for
+from shared.backbones import feature_extractor, preprocessing_for
 from shared.errors import InputError, WeightsError
 from shared.weights import resolve_file
 
