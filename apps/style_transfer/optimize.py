@@ -322,8 +322,9 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(resized, 0.0, PIXEL_MAX)
 
 
-def resize_longest(image: np.ndarray, longest: int) -> np.ndarray:
-    factor = longest / max(image.shape[:2])
+def resize_style(image: np.ndarray, longest: int) -> np.ndarray:
+    """Resize to ``longest`` px on the longest side, never under ``MIN_SIDE`` on the short one."""
+    factor = max(longest / max(image.shape[:2]), MIN_SIDE / min(image.shape[:2]))
     height, width = (max(1, round(side * factor)) for side in image.shape[:2])
     return resize(image, height, width)
 
@@ -392,8 +393,8 @@ def stylize_image(
     image = None
     for index, (height, width) in enumerate(sizes):
         scaled_content = resize(content, height, width)
-        style_longest = max(MIN_SIDE, round(settings.style_scale * max(height, width)))
-        scaled_styles = [resize_longest(style, style_longest) for style in styles]
+        style_longest = round(settings.style_scale * max(height, width))
+        scaled_styles = [resize_style(style, style_longest) for style in styles]
         objective = Objective(
             features, scaled_content, scaled_styles, settings.weights, settings.style_blend
         )

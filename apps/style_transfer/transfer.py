@@ -6,6 +6,7 @@ checked before the network is built, so a mistake costs a second, not a run.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -137,15 +138,17 @@ def stylize(
     style_layers: Sequence[str] | None = None,
     save_every: int = 0,
     logdir: str | Path | None = None,
-    notice: Callable[[str], None] = print,
+    notice: Callable[[str], None] | None = None,
     on_iteration: Callable[[IterationReport], None] | None = None,
 ) -> StylizeResult:
     """Paint the image ``content`` in the manner of ``styles`` and write it to ``output``.
 
     ``save_every`` > 0 also writes ``<output stem>_<iteration>.<ext>`` every so many
     iterations (counted over all scales); ``logdir`` records TensorBoard summaries.
-    ``notice`` receives one-line messages (a network fallback, a size reduced).
+    ``notice`` receives one-line messages (a network fallback, a size reduced); by default
+    they go to stderr, keeping stdout for results.
     """
+    notice = notice or _to_stderr
     settings = settings or TransferSettings()
     content = Path(content)
     styles = [Path(style) for style in styles]
@@ -213,6 +216,10 @@ def stylize(
         snapshots=snapshots,
         history=history,
     )
+
+
+def _to_stderr(message: str) -> None:
+    print(f"notice: {message}", file=sys.stderr)
 
 
 def _parts(entry: dict[str, float]) -> dict[str, float]:

@@ -50,6 +50,25 @@ def test_end_to_end_with_squeezenet(offline_weights, style_images, tmp_path):
     assert list(logdir.glob("events.out.tfevents.*"))
 
 
+def test_human_output_with_scales_colors_adam_and_noise(offline_weights, style_images, tmp_path):
+    content, style = style_images
+    output = tmp_path / "out.jpg"
+    result = CliRunner().invoke(
+        main,
+        [str(content), str(style), "-o", str(output), "--model", "squeezenet", "--size", "96",
+         "--scales", "2", "--iterations", "2", "--preserve-colors", "--optimizer", "adam",
+         "--init", "noise", "--seed", "1"],
+    )
+    assert result.exit_code == 0, result.output + result.stderr
+    first, second = result.stdout.strip().splitlines()
+    assert first.startswith(f"wrote {output} (96x72, squeezenet, 2 x 2 adam iterations in ")
+    assert second.startswith("loss total ") and " -> " in second
+    image = cv2.imread(str(output))
+    assert image.shape == (72, 96, 3)
+    # The content is grey, and luminance-only transfer keeps its (absent) colours.
+    assert np.abs(image.astype(int) - image[..., :1]).max() <= 3
+
+
 def _run(*args):
     result = CliRunner().invoke(main, [str(arg) for arg in args])
     return result.exit_code, result.stderr.strip().splitlines()

@@ -160,3 +160,21 @@ def test_bad_settings_are_user_errors(features):
         optimize.stylize_image(features, content, [style], _settings(optimizer="sgd"))
     with pytest.raises(InputError, match="--init"):
         optimize.stylize_image(features, content, [style], _settings(init="zeros"))
+
+
+def test_style_scale_sets_the_style_size_relative_to_the_content(features, monkeypatch):
+    content, _ = _images(shape=(96, 128, 3))
+    seen = []
+    real_objective = optimize.Objective
+
+    def recording(features, content, styles, *args):
+        seen.append([s.shape[:2] for s in styles])
+        return real_objective(features, content, styles, *args)
+
+    monkeypatch.setattr(optimize, "Objective", recording)
+    tall, wide = np.zeros((200, 100, 3), np.float32), np.zeros((64, 96, 3), np.float32)
+    settings = _settings(size=128, iterations=1, style_scale=0.5, scales=2)
+    optimize.stylize_image(features, content, [tall, wide], settings)
+    # Longest side half the content's at each scale (64, then 128 px), but the short side
+    # never under 32 px (the tall style at both scales, the wide one at the first).
+    assert seen == [[(64, 32), (32, 48)], [(64, 32), (43, 64)]]
