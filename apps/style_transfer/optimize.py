@@ -12,9 +12,9 @@ image in, loss parts and the gradient with respect to the image out. Two optimis
 styles blended by weight, the style image's scale relative to the content, and luminance-only
 transfer that keeps the content's colours.
 
-Costs are the *relative* costs of ``losses`` (each part near 1 for the content image), so the
-same weights work for VGG-19 and SqueezeNet at any size; see ``losses`` for their exact relation
-to the course's costs.
+Costs are the *relative* costs of ``losses`` (each a squared error divided by its target's
+size), so the same weights work for VGG-19 and SqueezeNet at any size; see ``losses`` for their
+exact relation to the course's costs.
 """
 
 from __future__ import annotations
@@ -40,12 +40,7 @@ MIN_SIDE = 32  # below this the deepest layers (1/16 resolution) have no spatial
 INITS = ("content", "noise", "style")
 OPTIMIZERS = ("lbfgs", "adam")
 
-# The relative costs are near 1 and spread over ~1e5 pixels, so each pixel's gradient is ~1e-5
-# or less. L-BFGS-B's stopping tests then end the run after 0-1 iterations (pgtol 1e-5 and
-# factr are absolute/relative to the loss). Scaling the objective by the pixel count makes
-# per-pixel gradients O(1) and the tests are switched off (ftol = gtol = 0) anyway, so the
-# run stops at the iteration budget.
-LBFGS_HISTORY = 10
+LBFGS_HISTORY = 10  # SciPy's default; its cost per iteration grows with it (see the bench)
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPSILON = 1e-8
 
@@ -169,6 +164,11 @@ def minimize_lbfgs(
     history, as long as the previous run made progress, until the budget is spent.
     """
     shape = start.shape
+    # The relative costs are O(1) and spread over ~1e5 pixels, so each pixel's gradient is ~1e-5
+    # or less, and L-BFGS-B's stopping tests (projected gradient under pgtol = 1e-5, relative
+    # reduction under factr) end the run after 0-1 iterations. Scaling the objective by the
+    # pixel count makes per-pixel gradients O(1); with ftol = gtol = 0 the tests are off as
+    # well, so a run stops at its iteration budget.
     scale = float(start.size)
     last_parts: list[LossParts] = []
     done = 0
