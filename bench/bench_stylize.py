@@ -62,6 +62,9 @@ LEARNING_RATE = 100.0
 DECAY_STEPS = 100
 DECAY_RATE = 0.96
 
+# Issue 5's arithmetic limit for one VGG-19 iteration at 512x512: ~380 GFLOP at ~450 GFLOP/s.
+ISSUE_LIMIT_SECONDS = 0.85
+
 preprocess = preprocessing_for("vgg19")
 
 
@@ -205,9 +208,11 @@ def one_iteration(weights_file, side: int, repeats: int) -> dict[str, float]:
     for _ in range(repeats):
         objective.evaluate(content)
     evaluation = (time.perf_counter() - started) / repeats
-    started = time.perf_counter()
-    minimize_lbfgs(objective, content, repeats)
-    lbfgs_iteration = (time.perf_counter() - started) / repeats
+    # Steady state: the time between iterations, leaving out SciPy's one-off set-up per run
+    # (turning the bounds into per-pixel arrays takes seconds at 786,432 pixels).
+    stamps: list[float] = []
+    minimize_lbfgs(objective, content, repeats + 1, lambda *_: stamps.append(time.perf_counter()))
+    lbfgs_iteration = (stamps[-1] - stamps[1]) / (len(stamps) - 2)
     return {"gflop": flop / 1e9, "evaluation_s": evaluation, "lbfgs_iteration_s": lbfgs_iteration}
 
 
@@ -260,12 +265,15 @@ def main() -> None:
             f"one VGG-19 iteration at {args.eval_size}x{args.eval_size}: "
             f"{figures['gflop']:.0f} GFLOP, matmul {rate:.0f} GFLOP/s -> limit {limit:.3f} s"
         )
-        print(
-            f"  evaluation {figures['evaluation_s']:.3f} s "
-            f"(ratio {figures['evaluation_s'] / limit:.2f}, goal <= 1.5); "
-            f"L-BFGS iteration {figures['lbfgs_iteration_s']:.3f} s "
-            f"(ratio {figures['lbfgs_iteration_s'] / limit:.2f})"
-        )
+        for label, seconds in (
+            ("loss and gradient", figures["evaluation_s"]),
+            ("L-BFGS iteration", figures["lbfgs_iteration_s"]),
+        ):
+            print(
+                f"  {label}: {seconds:.3f} s, ratio {seconds / limit:.2f} to the limit now "
+                f"(goal <= 1.5), {seconds / ISSUE_LIMIT_SECONDS:.2f} to the issue's "
+                f"{ISSUE_LIMIT_SECONDS} s"
+            )
 
 
 if __name__ == "__main__":
