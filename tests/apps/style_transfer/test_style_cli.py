@@ -165,3 +165,10 @@ def test_vgg19_weights_are_found_in_the_keras_cache_then_the_weights_folder(
     assert features.vgg19_weights() == in_keras_cache
     network, weights = features.choose_network("auto", pytest.fail)
     assert network.name == "vgg19" and weights == in_keras_cache
+
+
+def test_unknown_layer_is_one_line(offline_weights, pictures):
+    good, _, _ = pictures
+    code, lines = _run(good, good, "--model", "squeezenet", "--style-layers", "fire2_concat,fire99")
+    assert code == 2
+    assert len(lines) == 1 and "squeezenet11 has no layer fire99" in lines[0]
