@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -102,7 +103,7 @@ def preprocessing_for(name: str) -> Callable[[Any], Any]:
 
 def build_backbone(
     name: str,
-    weights: str | None = None,
+    weights: str | Path | None = None,
     input_shape: tuple[int | None, ...] | None = None,
     include_top: bool | None = None,
 ) -> keras.Model:
@@ -131,15 +132,18 @@ def build_backbone(
 def feature_extractor(
     name: str,
     layer_names: Sequence[str],
-    weights: str | None = None,
+    weights: str | Path | None = None,
     input_shape: tuple[int | None, ...] | None = (None, None, 3),
 ) -> keras.Model:
-    """A model from the input to the outputs of ``layer_names``, in that order (a list).
+    """A model from the input to the outputs of ``layer_names``, in that order.
+
+    Calling it gives a list of tensors, one per name; with a single name Keras returns that
+    tensor alone, not a list of one.
 
     The backbone is built without its classifier where it has a headless form, and the
     returned model holds only the layers on a path from the input to a requested layer, so
-    nothing after the deepest requested layer is computed (VGG-19's block 5 when style
-    transfer stops at ``block5_conv1``, nothing of it when it stops at ``block4_conv2``).
+    nothing after the deepest requested layer is computed (with Gatys's ``block5_conv1`` as
+    the deepest, none of VGG-19's ``block5_conv2`` … ``block5_pool``, nor its classifier).
     ``input_shape=(None, None, 3)`` keeps any image size for fully convolutional networks;
     those with a fixed input (LeNet-5, AlexNet, nn4.small2) use their own size whatever is
     passed unless it is a complete shape.
@@ -158,4 +162,4 @@ def feature_extractor(
             f"{', '.join(layer.name for layer in model.layers)}"
         )
     outputs = [model.get_layer(layer).output for layer in layer_names]
-    return keras.Model(model.inputs, outputs, name=f"{key}_features")
+    return keras.Model(model.input, outputs, name=f"{key}_features")

@@ -116,18 +116,7 @@ def nn4_small2(weights=None, input_shape: tuple[int, int, int] = INPUT_SHAPE) ->
     DepthConcat padding is computed from it.
     """
     inputs = keras.Input(input_shape, name="input")
-    x = conv_bn_act(
-        inputs,
-        64,
-        7,
-        strides=2,
-        padding=3,
-        use_bias=True,
-        bn_epsilon=BN_EPSILON,
-        name="stem1",
-        conv_name="conv1",
-        bn_name="bn1",
-    )
+    x = _conv(inputs, 64, 7, "conv1", strides=2)
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
     x = LocalResponseNormalization(name="lrn1")(x)

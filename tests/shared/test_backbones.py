@@ -425,7 +425,30 @@ def test_squeezenet_feature_extractor_with_real_weights(weights_dir):
 
 def test_feature_extractor_fixed_size_network_and_unknown_layer():
     model = feature_extractor("nn4_small2", ["inception_3a_concat"])
-    assert model.outputs[0].shape == (None, 12, 12, 256)
+    assert model.predict(RNG.uniform(size=(1, 96, 96, 3)), verbose=0).shape == (1, 12, 12, 256)
     assert "dense_layer" not in {layer.name for layer in model.layers}
     with pytest.raises(InputError, match="no layer block9_conv1"):
         feature_extractor("vgg16", ["block1_conv1", "block9_conv1"])
+
+
+def test_preprocessing_accepts_tensors_for_differentiable_pipelines():
+    rgb = RNG.uniform(0, 255, size=(1, 3, 3, 3)).astype(np.float32)
+    for name in ("squeezenet11", "nn4_small2", "inception_v3"):
+        preprocess = preprocessing_for(name)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(preprocess(tf.constant(rgb))), preprocess(rgb), rtol=1e-6
+        )
+
+
+@pytest.mark.filterwarnings("ignore:Skipping nested container")  # Keras, before its error
+def test_keras_weights_file_round_trip_and_mismatch(tmp_path):
+    trained = lenet5()
+    path = tmp_path / "lenet5.weights.h5"
+    trained.save_weights(path)
+    reloaded = build_backbone("LeNet-5", weights=path)
+    for saved, loaded in zip(trained.weights, reloaded.weights, strict=True):
+        np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
+    with pytest.raises(WeightsError, match=r"lenet5\.weights\.h5: does not fit googlenet"):
+        googlenet(weights=path)
+    with pytest.raises(WeightsError, match="not found"):
+        nn4_small2(weights=tmp_path / "absent.weights.h5")
