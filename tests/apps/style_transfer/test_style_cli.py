@@ -6,6 +6,7 @@ import re
 import cv2
 import numpy as np
 import pytest
+import tensorflow as tf
 from click.testing import CliRunner
 
 from apps.style_transfer import features, transfer
@@ -47,7 +48,13 @@ def test_end_to_end_with_squeezenet(offline_weights, style_images, tmp_path):
         "tubingen_grey_stylized_00003.png",
         "tubingen_grey_stylized_00006.png",
     ]
-    assert list(logdir.glob("events.out.tfevents.*"))
+    (events,) = logdir.glob("events.out.tfevents.*")
+    tags = {
+        (value.tag, event.step)
+        for event in tf.compat.v1.train.summary_iterator(str(events))
+        for value in event.summary.value
+    }
+    assert {("loss/total", 6), ("loss/style", 0), ("image", 3), ("image", 6)} <= tags
 
 
 def test_human_output_with_scales_colors_adam_and_noise(offline_weights, style_images, tmp_path):
