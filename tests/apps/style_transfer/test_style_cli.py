@@ -1,0 +1,181 @@
+"""The stylize command end to end (SqueezeNet's real weights, tiny images) and its bad inputs."""
+
+import json
+import re
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from apps.style_transfer import features, transfer
+from apps.style_transfer.cli import main
+from shared.errors import InputError, WeightsError
+
+
+@pytest.fixture
+def style_images(data_dir, tmp_path):
+    """Tubingen as a grey PNG and Starry Night as an RGBA PNG: both must be accepted."""
+    inputs = data_dir / "style" / "neural_style_inputs"
+    tubingen = cv2.imread(str(inputs / "tubingen.jpg"))
+    starry = cv2.imread(str(inputs / "starry_night.jpg"))
+    grey = tmp_path / "tubingen_grey.png"
+    cv2.imwrite(str(grey), cv2.resize(cv2.cvtColor(tubingen, cv2.COLOR_BGR2GRAY), (128, 96)))
+    rgba = tmp_path / "starry_rgba.png"
+    cv2.imwrite(str(rgba), cv2.cvtColor(cv2.resize(starry, (128, 101)), cv2.COLOR_BGR2BGRA))
+    return grey, rgba
+
+
+def test_end_to_end_with_squeezenet(offline_weights, style_images, tmp_path):
+    content, style = style_images
+    logdir = tmp_path / "logs"
+    result = CliRunner().invoke(
+        main,
+        [str(content), str(style), "--model", "squeezenet", "--size", "64", "--iterations", "6",
+         "--save-every", "3", "--logdir", str(logdir), "--json"],
+    )
+    assert result.exit_code == 0, result.output + result.stderr
+    report = json.loads(result.stdout)
+    output = tmp_path / "tubingen_grey_stylized.png"  # the default name, beside the content
+    assert report["output"] == str(output)
+    image = cv2.imread(str(output))
+    assert image.shape == (48, 64, 3)
+    assert report["size"] == [48, 64] and report["model"] == "squeezenet"
+    assert report["last"]["total"] < 0.8 * report["first"]["total"]
+    assert [entry["iteration"] for entry in report["history"]] == list(range(7))
+    assert [p.name for p in sorted(tmp_path.glob("*_stylized_*.png"))] == [
+        "tubingen_grey_stylized_00003.png",
+        "tubingen_grey_stylized_00006.png",
+    ]
+    (events,) = logdir.glob("events.out.tfevents.*")
+    tags = {
+        (value.tag, event.step)
+        for event in tf.compat.v1.train.summary_iterator(str(events))
+        for value in event.summary.value
+    }
+    assert {("loss/total", 6), ("loss/style", 0), ("image", 3), ("image", 6)} <= tags
+
+
+def test_human_output_with_scales_colors_adam_and_noise(offline_weights, style_images, tmp_path):
+    content, style = style_images
+    output = tmp_path / "out.jpg"
+    result = CliRunner().invoke(
+        main,
+        [str(content), str(style), "-o", str(output), "--model", "squeezenet", "--size", "96",
+         "--scales", "2", "--iterations", "2", "--preserve-colors", "--optimizer", "adam",
+         "--init", "noise", "--seed", "1"],
+    )
+    assert result.exit_code == 0, result.output + result.stderr
+    first, second = result.stdout.strip().splitlines()
+    assert first.startswith(f"wrote {output} (96x72, squeezenet, 2 x 2 adam iterations in ")
+    assert second.startswith("loss total ") and " -> " in second
+    image = cv2.imread(str(output))
+    assert image.shape == (72, 96, 3)
+    # The content is grey, and luminance-only transfer keeps its (absent) colours.
+    assert np.abs(image.astype(int) - image[..., :1]).max() <= 3
+
+
+def _run(*args):
+    result = CliRunner().invoke(main, [str(arg) for arg in args])
+    return result.exit_code, result.stderr.strip().splitlines()
+
+
+@pytest.fixture
+def pictures(tmp_path):
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), rng.integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), rng.integers(0, 256, (20, 50, 3), dtype=np.uint8))
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return good, tiny, corrupt
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("missing", "missing.jpg: no such file"),
+        ("corrupt", "corrupt.jpg: not a readable image"),
+        ("tiny", "tiny.png: 50x20 px is too small for a content image"),
+        ("no_folder", "does not exist"),
+        ("overwrite", "is an input image"),
+        ("blend", "--style-blend has 2 weights for 1 style images"),
+        ("blend_text", "--style-blend: expected numbers"),
+        ("scales", "use a larger --size or fewer --scales"),
+        ("suffix", "cannot write an image with suffix '.xyz'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(pictures, tmp_path, case, expected):
+    good, tiny, corrupt = pictures
+    args = {
+        "missing": [tmp_path / "missing.jpg", good],
+        "corrupt": [corrupt, good],
+        "tiny": [tiny, good],
+        "no_folder": [good, good, "-o", tmp_path / "nowhere" / "out.png"],
+        "overwrite": [good, good, "-o", good],
+        "blend": [good, good, "--style-blend", "1,2"],
+        "blend_text": [good, good, "--style-blend", "a,b"],
+        "scales": [good, good, "--size", "64", "--scales", "2"],
+        "suffix": [good, good, "-o", tmp_path / "out.xyz"],
+    }[case]
+    code, lines = _run(*args)
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
+
+
+def test_huge_requests_are_scaled_down_with_a_notice(tmp_path):
+    notices = []
+    huge = np.zeros((3000, 4000, 3), np.uint8)
+    assert transfer.working_size(huge, 0, tmp_path / "big.jpg", notices.append) == 1024
+    assert transfer.working_size(huge, 2000, tmp_path / "big.jpg", notices.append) == 1024
+    assert transfer.working_size(huge, 384, tmp_path / "big.jpg", notices.append) == 384
+    assert len(notices) == 2 and "big.jpg: working at 1024 px" in notices[0]
+    assert transfer.working_size(np.zeros((300, 400, 3)), 0, tmp_path, notices.append) == 400
+
+
+def test_auto_falls_back_to_squeezenet_when_vgg19_cannot_be_had(
+    offline_weights, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: no network")  # what Keras raises
+
+    monkeypatch.setattr(features.keras.utils, "get_file", offline)
+    notices = []
+    network, weights = features.choose_network("auto", notices.append)
+    assert network.name == "squeezenet" and weights == "imagenet"
+    assert len(notices) == 1 and "using SqueezeNet 1.1" in notices[0]
+    with pytest.raises(WeightsError, match=re.escape(features.VGG19_NOTOP_FILE)):
+        features.choose_network("vgg19", notices.append)
+    with pytest.raises(InputError, match="--model"):
+        features.choose_network("resnet", notices.append)
+
+
+def test_vgg19_weights_are_found_in_the_keras_cache_then_the_weights_folder(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(features.keras.utils, "get_file", pytest.fail)  # never downloads here
+    folder = tmp_path / "weights" / "vgg"
+    folder.mkdir(parents=True)
+    in_folder = folder / features.VGG19_NOTOP_FILE
+    in_folder.write_bytes(b"stand-in")
+    monkeypatch.setenv("CONVNET_APPS_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("CONVNET_APPS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    assert features.vgg19_weights() == in_folder
+    in_keras_cache = tmp_path / "keras" / "models" / features.VGG19_NOTOP_FILE
+    in_keras_cache.parent.mkdir(parents=True)
+    in_keras_cache.write_bytes(b"stand-in")
+    assert features.vgg19_weights() == in_keras_cache
+    network, weights = features.choose_network("auto", pytest.fail)
+    assert network.name == "vgg19" and weights == in_keras_cache
+
+
+def test_unknown_layer_is_one_line(offline_weights, pictures):
+    good, _, _ = pictures
+    code, lines = _run(good, good, "--model", "squeezenet", "--style-layers", "fire2_concat,fire99")
+    assert code == 2
+    assert len(lines) == 1 and "squeezenet11 has no layer fire99" in lines[0]
