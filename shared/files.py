@@ -1,0 +1,99 @@
+"""Writing outputs safely and fingerprinting files.
+
+Every output of the apps (annotated videos, stylised images, converted models,
+downloaded weights) is written through ``atomic_output``: a half-written file
+never appears under the final name, so an interrupted run or a full disk cannot
+leave a truncated video or model that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from shared.errors import InputError
+
+# errno values meaning "no room left": the user must free space, not debug us.
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _current_umask() -> int:
+    """The process umask, which ``mkstemp`` ignores (it always creates 0600 files).
+
+    Read once at import; os.umask can only be read by setting it, so doing it
+    while other threads create files would be a race.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
+
+    The temporary file sits in the same folder (so the final ``os.replace`` is an
+    atomic rename on one file system) and keeps the suffix of ``path`` (so
+    encoders such as ``cv2.imwrite`` or FFmpeg choose the format from it). On any
+    exception, including KeyboardInterrupt, the temporary file is removed and the
+    final name is left untouched. A full disk becomes one ``InputError`` line
+    naming the file. The new file gets the usual permissions (0666 minus umask),
+    not mkstemp's 0600.
+    """
+    final = Path(path)
+    folder = final.parent
+    if not folder.is_dir():
+        raise InputError(f"{final}: cannot write, folder {folder} does not exist")
+    fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{final.stem}.", suffix=final.suffix)
+    os.close(fd)
+    temp = Path(temp_name)
+    try:
+        yield temp
+        os.chmod(temp, 0o666 & ~_UMASK)
+        _fsync_file(temp)
+        os.replace(temp, final)
+    except OSError as err:
+        temp.unlink(missing_ok=True)
+        if err.errno in _DISK_FULL:
+            raise InputError(f"{final}: cannot write, no space left on the disk") from err
+        raise
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(folder)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes, read in chunks so large weights need little memory."""
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()

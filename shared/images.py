@@ -1,0 +1,221 @@
+"""Reading any real image into RGB uint8, writing images atomically, drawing boxes.
+
+Photos from phones carry their rotation in EXIF; scanners and microscopes write
+16-bit PNG/TIFF; screenshots and logos are RGBA; face datasets are grey PGM. The
+networks want one thing: an HxWx3 RGB uint8 array that looks as the user sees
+the picture. ``read_image`` is the single place where that conversion happens.
+
+Decoding is done by OpenCV on the file's bytes with ``IMREAD_UNCHANGED`` (full
+bit depth, alpha kept, truncated JPEGs rejected, which ``cv2.imread`` does not
+do: it returns a half-grey image with only a warning). Because that flag also
+ignores EXIF, the orientation tag is read with Pillow (header only) and applied
+here, with the same result as a viewer.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from shared.errors import InputError
+from shared.files import atomic_output
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+    | {".pgm", ".ppm", ".pbm", ".pnm"}
+)
+
+_EXIF_ORIENTATION_TAG = 0x0112
+
+
+def _exif_orientation(data: bytes) -> int:
+    """EXIF orientation 1..8 of an encoded image, 1 when absent or unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
+        # Formats Pillow cannot parse (PFM, EXR, huge scans) carry no EXIF we could use.
+        return 1
+    return orientation if orientation in range(1, 9) else 1
+
+
+def apply_exif_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn stored pixels into the upright picture for EXIF orientation 1..8.
+
+    The eight cases are the dihedral group of the rectangle: 2 mirrors, 3 turns
+    180°, 4 flips, 6 needs a clockwise quarter turn, 8 an anticlockwise one, 5 and
+    7 are the two diagonal mirrors.
+    """
+    if orientation == 2:
+        return pixels[:, ::-1]
+    if orientation == 3:
+        return pixels[::-1, ::-1]
+    if orientation == 4:
+        return pixels[::-1]
+    if orientation == 5:
+        return np.swapaxes(pixels, 0, 1)
+    if orientation == 6:
+        return np.rot90(pixels, k=-1)
+    if orientation == 7:
+        return np.swapaxes(pixels[::-1, ::-1], 0, 1)
+    if orientation == 8:
+        return np.rot90(pixels, k=1)
+    return pixels
+
+
+def _to_unit_float(pixels: np.ndarray) -> np.ndarray:
+    """Any supported depth to float32 in [0, 1], scaling by the type's full range."""
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) / 255.0
+    if pixels.dtype == np.uint16:
+        return pixels.astype(np.float32) / 65535.0
+    return np.clip(pixels.astype(np.float32), 0.0, 1.0)  # float TIFF/EXR/PFM: 0..1 by convention
+
+
+def _to_rgb_uint8(pixels: np.ndarray) -> np.ndarray:
+    """OpenCV's decoded array (grey, grey+alpha, BGR, BGRA; 8/16-bit or float) to RGB uint8.
+
+    Transparent pixels are composited on white, the way viewers show them on a
+    page, so a logo on a transparent background does not turn into a black block.
+    16-bit values are scaled by 255/65535 with rounding (not cut to the low byte).
+    """
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    channels = pixels.shape[2]
+    if pixels.dtype == np.uint8 and channels == 1:
+        return np.repeat(pixels, 3, axis=2)
+    if pixels.dtype == np.uint8 and channels == 3:
+        return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_BGR2RGB)
+    unit = _to_unit_float(pixels)
+    if channels in (2, 4):
+        alpha = unit[:, :, -1:]
+        unit = unit[:, :, :-1] * alpha + (1.0 - alpha)
+    if unit.shape[2] == 1:
+        unit = np.repeat(unit, 3, axis=2)
+    return np.rint(unit[:, :, ::-1] * 255.0).astype(np.uint8)
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an image file")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror})") from err
+    if not data:
+        raise InputError(f"{path}: empty file, not an image")
+    return data
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as an upright HxWx3 RGB uint8 array.
+
+    Handles EXIF orientation, grey, grey+alpha, RGBA (composited on white),
+    16-bit and float images, palette images and PGM/PPM. Raises ``InputError``
+    with one line naming the file when it is missing, a folder, empty, truncated,
+    corrupt or not an image.
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.size == 0:
+        raise InputError(f"{path}: not a readable image (corrupt, truncated or not an image)")
+    if pixels.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        raise InputError(f"{path}: unsupported pixel type {pixels.dtype}")
+    upright = apply_exif_orientation(pixels, _exif_orientation(data))
+    return _to_rgb_uint8(upright)
+
+
+def write_image(path: str | os.PathLike[str], rgb: np.ndarray, quality: int = 95) -> None:
+    """Write an RGB (or grey) uint8 image; the format follows the suffix.
+
+    The image is encoded in memory and written through ``atomic_output``, so the
+    file under ``path`` is either the complete new image or whatever was there
+    before. Whether an existing file may be replaced is the caller's decision.
+    """
+    path = Path(path)
+    if rgb.dtype != np.uint8 or not (rgb.ndim == 2 or (rgb.ndim == 3 and rgb.shape[2] == 3)):
+        raise ValueError(f"expected HxWx3 or HxW uint8, got {rgb.shape} {rgb.dtype}")
+    pixels = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    try:
+        ok, encoded = cv2.imencode(path.suffix, pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise InputError(f"{path}: cannot write an image with suffix '{path.suffix}'")
+    with atomic_output(path) as temp:
+        temp.write_bytes(encoded.tobytes())
+
+
+def list_images(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:
+    """Image files in ``folder`` (by suffix, any case), sorted by path.
+
+    Hidden files are skipped: macOS leaves ``._photo.jpg`` resource forks beside
+    copied photos, which have an image suffix but are not images.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder")
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        path
+        for path in candidates
+        if path.suffix.lower() in IMAGE_SUFFIXES
+        and not path.name.startswith(".")
+        and path.is_file()
+    )
+
+
+def _label_colour(label: str) -> tuple[int, int, int]:
+    """A stable, saturated colour per label, so one class keeps its colour across frames."""
+    hue = (sum(label.encode()) * 47) % 180
+    hsv = np.array([[[hue, 220, 255]]], dtype=np.uint8)
+    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+
+
+def draw_boxes(
+    rgb: np.ndarray,
+    boxes: np.ndarray | Sequence[Sequence[float]],
+    labels: Sequence[str] | None = None,
+) -> np.ndarray:
+    """A copy of ``rgb`` with ``[x1, y1, x2, y2]`` boxes and their labels drawn.
+
+    Line width and font scale follow the image size, so boxes stay visible on a
+    1280x720 frame and do not swamp a 96x96 face chip.
+    """
+    canvas = np.ascontiguousarray(rgb.copy())
+    height, width = canvas.shape[:2]
+    thickness = max(1, round(min(height, width) / 300))
+    font_scale = max(0.3, min(height, width) / 1000)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    for index, (x1, y1, x2, y2) in enumerate(np.rint(boxes).astype(int)):
+        label = labels[index] if labels is not None else ""
+        colour = _label_colour(label)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
+        if not label:
+            continue
+        (text_w, text_h), baseline = cv2.getTextSize(
+            label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness
+        )
+        top = max(y1 - text_h - baseline, 0)
+        cv2.rectangle(canvas, (x1, top), (x1 + text_w, top + text_h + baseline), colour, -1)
+        cv2.putText(
+            canvas,
+            label,
+            (x1, top + text_h),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font_scale,
+            (0, 0, 0),
+            thickness,
+            cv2.LINE_AA,
+        )
+    return canvas

@@ -1,0 +1,456 @@
+"""Evaluation metrics for the three apps, as plain NumPy functions.
+
+One definition per metric, written down in its docstring, so that the car
+detector's mAP, the door's TAR@FAR and the training curves in TensorBoard all
+mean the same thing. Label arguments come first, as in scikit-learn
+(``metric(y_true, y_pred_or_scores)``); the functions agree with scikit-learn
+where it has the same metric (tests check it), and say so where they differ.
+
+Conventions:
+- a *score* is higher for "more positive"; distances (lower = same person) are
+  handled by ``tar_at_far`` and ``eer`` with ``higher_is_better=False``, or by
+  passing ``-distances`` to the curve functions;
+- a ratio whose denominator is zero (precision with no predicted positive, ...)
+  is 0.0, as scikit-learn's default ``zero_division`` gives, without a warning;
+- an undefined AP (no positive at all) is ``nan`` and is left out of means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from shared.boxes import iou
+
+COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+"""IoU thresholds 0.50, 0.55, ..., 0.95 of COCO's mAP@[.5:.95] (as pycocotools builds them)."""
+
+
+def _vector(values, name: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim == 2 and 1 in array.shape:  # a column such as Keras's (batch, 1) labels
+        array = array.reshape(-1)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+    return array
+
+
+def _paired(y_true, y_other, other_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both arguments as 1-D arrays of the same length, or a clear ValueError."""
+    y_true = _vector(y_true, "y_true")
+    y_other = _vector(y_other, other_name)
+    if y_true.shape[0] != y_other.shape[0]:
+        raise ValueError(
+            f"y_true has {y_true.shape[0]} values but {other_name} has {y_other.shape[0]}"
+        )
+    return y_true, y_other
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator) / float(denominator) if denominator else 0.0
+
+
+# --- classification -------------------------------------------------------------
+
+
+def accuracy(y_true, y_pred) -> float:
+    """Fraction of predictions equal to the label: (TP + TN) / N for two classes."""
+    y_true, y_pred = _paired(y_true, y_pred, "y_pred")
+    return _ratio(np.count_nonzero(y_true == y_pred), y_true.shape[0])
+
+
+def _positive_counts(y_true, y_pred, positive_label) -> tuple[int, int, int]:
+    """True positives, false positives and false negatives for one positive label."""
+    y_true, y_pred = _paired(y_true, y_pred, "y_pred")
+    actual = y_true == positive_label
+    predicted = y_pred == positive_label
+    true_positives = np.count_nonzero(actual & predicted)
+    return (
+        true_positives,
+        np.count_nonzero(predicted) - true_positives,
+        np.count_nonzero(actual) - true_positives,
+    )
+
+
+def precision(y_true, y_pred, positive_label=1) -> float:
+    """TP / (TP + FP): of the items predicted positive, the fraction that are."""
+    true_positives, false_positives, _ = _positive_counts(y_true, y_pred, positive_label)
+    return _ratio(true_positives, true_positives + false_positives)
+
+
+def recall(y_true, y_pred, positive_label=1) -> float:
+    """TP / (TP + FN): of the positive items, the fraction found (also TPR, TAR)."""
+    true_positives, _, false_negatives = _positive_counts(y_true, y_pred, positive_label)
+    return _ratio(true_positives, true_positives + false_negatives)
+
+
+def f1(y_true, y_pred, positive_label=1) -> float:
+    """Harmonic mean of precision and recall: 2 TP / (2 TP + FP + FN)."""
+    true_positives, false_positives, false_negatives = _positive_counts(
+        y_true, y_pred, positive_label
+    )
+    return _ratio(2 * true_positives, 2 * true_positives + false_positives + false_negatives)
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarray:
+    """Counts ``C[i, j]`` of items of true class ``i`` predicted as class ``j``.
+
+    Classes are the integers ``0 .. num_classes - 1`` (default: one more than the
+    largest label seen). Rows are the truth and columns the prediction, as in
+    scikit-learn, so the diagonal holds the correct predictions.
+    """
+    y_true, y_pred = _paired(y_true, y_pred, "y_pred")
+    y_true = y_true.astype(np.int64)
+    y_pred = y_pred.astype(np.int64)
+    if num_classes is None:
+        num_classes = int(max(y_true.max(initial=-1), y_pred.max(initial=-1))) + 1
+    for name, labels in (("y_true", y_true), ("y_pred", y_pred)):
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"{name} holds labels outside 0..{num_classes - 1}")
+    flat = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
+    return flat.reshape(num_classes, num_classes)
+
+
+# --- ranking curves ------------------------------------------------------------
+
+
+def _ranked_counts(y_true, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cumulative true and false positives when accepting ``score >= t``.
+
+    One entry per distinct score ``t``, from the highest score down. Tied scores
+    are accepted together, so the curves do not depend on the order of ties.
+    """
+    y_true, scores = _paired(y_true, scores, "scores")
+    scores = scores.astype(np.float64)
+    if np.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    positives = y_true[order].astype(bool)
+    last_of_each_score = np.flatnonzero(np.diff(sorted_scores, append=-np.inf))
+    true_positives = np.cumsum(positives)[last_of_each_score]
+    false_positives = last_of_each_score + 1 - true_positives
+    return true_positives, false_positives, sorted_scores[last_of_each_score]
+
+
+def precision_recall_curve(
+    y_true, scores, num_positives: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision and recall when accepting ``score >= t``, for every distinct score ``t``.
+
+    ``y_true`` marks positives with 1 (or True) and negatives with 0.
+    Returns ``(precision, recall, thresholds)`` ordered by decreasing threshold,
+    so recall never decreases. ``num_positives`` is the recall denominator; it
+    defaults to the number of positive labels, and object detection passes the
+    number of ground-truth boxes, since boxes that no detection found are
+    positives missing from ``y_true``. Unlike scikit-learn, no artificial end
+    point (precision 1, recall 0) is appended and the order is not reversed.
+    """
+    true_positives, false_positives, thresholds = _ranked_counts(y_true, scores)
+    if num_positives is None:
+        num_positives = int(np.count_nonzero(_vector(y_true, "y_true")))
+    precision_values = true_positives / np.maximum(true_positives + false_positives, 1)
+    recall_values = true_positives / num_positives if num_positives else np.zeros(len(thresholds))
+    return precision_values, recall_values, thresholds
+
+
+def interpolated_average_precision(
+    precision_values, recall_values, recall_points: int | None = None
+) -> float:
+    """Area under the monotone envelope of a P-R curve ordered by increasing recall.
+
+    The envelope replaces each precision by the best precision at any equal or
+    higher recall, which removes the zig-zags of the raw curve.
+    - ``recall_points=None`` (all-point, PASCAL VOC 2010+): the envelope's exact
+      area, the sum over recall steps of (step width) x (envelope at the step).
+    - ``recall_points=101`` (COCO) or ``11`` (VOC 2007): the mean of the
+      envelope sampled at that many evenly spaced recalls 0..1, where a recall
+      beyond the curve's last point scores 0.
+    Recall not reached by the curve contributes nothing in every variant.
+    """
+    precision_values = np.asarray(precision_values, dtype=np.float64)
+    recall_values = np.asarray(recall_values, dtype=np.float64)
+    if precision_values.shape != recall_values.shape:
+        raise ValueError("precision and recall must have the same length")
+    envelope = np.maximum.accumulate(precision_values[::-1])[::-1]
+    if recall_points is None:
+        steps = np.diff(recall_values, prepend=0.0)
+        return float(np.sum(steps * envelope))
+    sampled_recalls = np.linspace(0.0, 1.0, recall_points)
+    first_reaching = np.searchsorted(recall_values, sampled_recalls, side="left")
+    padded_envelope = np.append(envelope, 0.0)
+    return float(np.mean(padded_envelope[first_reaching]))
+
+
+def average_precision(
+    y_true, scores, num_positives: int | None = None, recall_points: int | None = None
+) -> float:
+    """AP: the interpolated area under the P-R curve (all-point by default).
+
+    See ``precision_recall_curve`` for ``num_positives`` and
+    ``interpolated_average_precision`` for the interpolation. scikit-learn's
+    ``average_precision_score`` is the non-interpolated step sum
+    Σ (R_n - R_{n-1}) P_n; both agree whenever precision never rises with
+    recall. ``nan`` when there is no positive.
+    """
+    if num_positives is None:
+        num_positives = int(np.count_nonzero(_vector(y_true, "y_true")))
+    if not num_positives:
+        return float("nan")
+    precision_values, recall_values, _ = precision_recall_curve(y_true, scores, num_positives)
+    return interpolated_average_precision(precision_values, recall_values, recall_points)
+
+
+def roc_curve(y_true, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False and true positive rates when accepting ``score >= t``.
+
+    Returns ``(fpr, tpr, thresholds)`` starting at threshold ``+inf`` (nothing
+    accepted: 0, 0) then one point per distinct score, from the highest down, as
+    ``sklearn.metrics.roc_curve(..., drop_intermediate=False)``; ``y_true`` is
+    1 (or True) for positives and 0 for negatives. For face
+    verification FPR is the FAR and TPR the TAR; pass ``-distances`` as scores.
+    """
+    true_positives, false_positives, thresholds = _ranked_counts(y_true, scores)
+    total_positives = true_positives[-1] if true_positives.size else 0
+    total_negatives = false_positives[-1] if false_positives.size else 0
+    if not total_positives or not total_negatives:
+        raise ValueError("a ROC curve needs both positive and negative examples")
+    fpr = np.concatenate([[0.0], false_positives / total_negatives])
+    tpr = np.concatenate([[0.0], true_positives / total_positives])
+    return fpr, tpr, np.concatenate([[np.inf], thresholds])
+
+
+# --- face verification --------------------------------------------------------
+
+
+class TarAtFar(NamedTuple):
+    """Result of ``tar_at_far``: the accept rate and the threshold that gave it."""
+
+    tar: float
+    threshold: float
+    far: float
+    """The false accept rate actually reached (at most the requested one)."""
+    impostors_accepted: int
+
+
+def tar_at_far(genuine, impostor, far: float, higher_is_better: bool = False) -> TarAtFar:
+    """True accept rate at the strictest threshold whose false accept rate is <= ``far``.
+
+    For distances (``higher_is_better=False``): sort the impostor distances
+    ascending, take ``k = floor(far * n_impostor)`` and the threshold
+    ``t = sorted_impostors[k]`` (the k-th smallest, counting from 0; ``+inf``
+    when ``k = n``), and accept a pair if ``distance < t``. At most ``k``
+    impostors are accepted (fewer on ties), so the FAR reached never exceeds the
+    requested one. TAR is the fraction of genuine distances below ``t``.
+    For similarity scores (``higher_is_better=True``) the same holds with the
+    order reversed: ``t`` is the k-th largest impostor score and a pair is
+    accepted if ``score > t``. This is the rule of the dlib oracle figures in
+    ``reference/dlib_oracle/README.md``.
+    """
+    genuine = _vector(genuine, "genuine").astype(np.float64)
+    impostor = _vector(impostor, "impostor").astype(np.float64)
+    if not genuine.size or not impostor.size:
+        raise ValueError("tar_at_far needs at least one genuine and one impostor value")
+    if not 0.0 <= far <= 1.0:
+        raise ValueError(f"far must be between 0 and 1, got {far}")
+    sign = -1.0 if higher_is_better else 1.0  # work on distances: lower accepts
+    distances = np.sort(sign * impostor)
+    accepted_impostors = int(np.floor(far * distances.size + 1e-9))  # 1e-9: 0.29*100 is 29
+    threshold = distances[accepted_impostors] if accepted_impostors < distances.size else np.inf
+    impostors_accepted = int(np.count_nonzero(distances < threshold))
+    return TarAtFar(
+        tar=float(np.mean(sign * genuine < threshold)),
+        threshold=float(sign * threshold),
+        far=impostors_accepted / distances.size,
+        impostors_accepted=impostors_accepted,
+    )
+
+
+def eer(genuine, impostor, higher_is_better: bool = False) -> float:
+    """Equal error rate: the rate where false accepts equal false rejects.
+
+    FAR and FRR = 1 - TAR are taken along the ROC curve (accept ``distance <= t``
+    or ``score >= t``); the EER is where the two cross, linearly interpolated
+    between the two ROC points that bracket the crossing.
+    """
+    genuine = _vector(genuine, "genuine").astype(np.float64)
+    impostor = _vector(impostor, "impostor").astype(np.float64)
+    scores = np.concatenate([genuine, impostor])
+    labels = np.concatenate([np.ones(genuine.size, bool), np.zeros(impostor.size, bool)])
+    false_accepts, true_accepts, _ = roc_curve(labels, scores if higher_is_better else -scores)
+    gap = false_accepts - (1.0 - true_accepts)  # starts at -1, ends at +1
+    after = int(np.argmax(gap >= 0))
+    before = after - 1
+    weight = gap[before] / (gap[before] - gap[after])
+    return float(false_accepts[before] + weight * (false_accepts[after] - false_accepts[before]))
+
+
+# --- object detection --------------------------------------------------------
+
+
+class Detections(NamedTuple):
+    """One image's predictions: boxes ``(N, 4)`` xyxy, scores ``(N,)``, classes ``(N,)``."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+
+
+class GroundTruth(NamedTuple):
+    """One image's labelled objects: boxes ``(M, 4)`` xyxy and classes ``(M,)``."""
+
+    boxes: np.ndarray
+    classes: np.ndarray
+
+
+def _same_class_iou(pred_boxes, pred_classes, gt_boxes, gt_classes) -> np.ndarray:
+    """IoU between predictions and ground truth, -1 where the classes differ."""
+    pred_classes = _vector(pred_classes, "pred_classes")
+    gt_classes = _vector(gt_classes, "gt_classes")
+    overlaps = iou(pred_boxes, gt_boxes)
+    if overlaps.shape != (pred_classes.size, gt_classes.size):
+        raise ValueError(
+            f"got {overlaps.shape[0]} predicted boxes with {pred_classes.size} classes and "
+            f"{overlaps.shape[1]} ground-truth boxes with {gt_classes.size} classes"
+        )
+    return np.where(pred_classes[:, None] == gt_classes[None, :], overlaps, -1.0)
+
+
+def _greedy_match(overlaps: np.ndarray, order: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Match predictions in ``order`` to the best still-free ground truth."""
+    matched_gt = np.full(overlaps.shape[0], -1, dtype=np.int64)
+    if not overlaps.shape[1]:
+        return matched_gt
+    free = np.ones(overlaps.shape[1], dtype=bool)
+    for prediction in order:
+        candidates = np.where(free, overlaps[prediction], -1.0)
+        best = int(np.argmax(candidates))
+        if candidates[best] >= iou_threshold:
+            matched_gt[prediction] = best
+            free[best] = False
+    return matched_gt
+
+
+def match_detections(
+    pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes, iou_threshold: float = 0.5
+) -> np.ndarray:
+    """Which ground-truth box each prediction of one image found (-1: none, a false positive).
+
+    Predictions are taken from the highest score down (ties in input order);
+    each takes the still-unmatched ground-truth box of its own class with the
+    highest IoU, provided that IoU is >= ``iou_threshold``. Every ground-truth
+    box is matched at most once, so a duplicate detection is a false positive.
+    This is the COCO rule; PASCAL VOC differs only in giving up when the best
+    box is already taken instead of trying the next one.
+    """
+    scores = _vector(pred_scores, "pred_scores").astype(np.float64)
+    overlaps = _same_class_iou(pred_boxes, pred_classes, gt_boxes, gt_classes)
+    if scores.size != overlaps.shape[0]:
+        raise ValueError(f"got {overlaps.shape[0]} predicted boxes but {scores.size} scores")
+    return _greedy_match(overlaps, np.argsort(-scores, kind="stable"), iou_threshold)
+
+
+@dataclass(frozen=True)
+class MeanAveragePrecision:
+    """mAP of a detector over a data set, with the per-class, per-threshold table behind it.
+
+    ``ap[c, t]`` is the AP of class ``c`` at IoU threshold ``iou_thresholds[t]``,
+    ``nan`` for a class without ground truth. ``map`` averages ``ap`` over the
+    classes that have ground truth and over the thresholds.
+    """
+
+    map: float
+    ap: np.ndarray
+    iou_thresholds: np.ndarray
+    num_ground_truth: np.ndarray
+
+    @property
+    def per_class(self) -> np.ndarray:
+        """AP of each class averaged over the IoU thresholds (``nan``: no ground truth)."""
+        return self.ap.mean(axis=1)
+
+    @property
+    def per_threshold(self) -> np.ndarray:
+        """mAP at each IoU threshold, e.g. mAP@0.5 and mAP@0.75 of COCO."""
+        if not np.count_nonzero(self.num_ground_truth):
+            return np.full(self.iou_thresholds.size, np.nan)
+        return np.nanmean(self.ap, axis=0)
+
+
+def mean_average_precision(
+    predictions: Sequence[Detections | tuple],
+    ground_truth: Sequence[GroundTruth | tuple],
+    iou_thresholds: float | Sequence[float] = 0.5,
+    num_classes: int | None = None,
+    recall_points: int | None = None,
+) -> MeanAveragePrecision:
+    """Mean average precision over classes (and IoU thresholds) of a set of images.
+
+    ``predictions[i]`` is ``(boxes, scores, classes)`` and ``ground_truth[i]`` is
+    ``(boxes, classes)`` for image ``i``; boxes are xyxy pixels. At each IoU
+    threshold, predictions are matched per image with ``match_detections``;
+    then, per class, all images' predictions are ranked by score and AP is the
+    interpolated area under their P-R curve, with recall over all ground-truth
+    boxes of that class (``average_precision``, all-point by default as in
+    Darknet's ``detector map``; use ``recall_points=101`` for COCO's sampling).
+    Classes without ground truth are left out of the mean; their predictions
+    count nowhere. Every prediction given counts: cap them per image upstream
+    (``shared.boxes.nms(..., max_det=100)`` is COCO's limit).
+    ``iou_thresholds=0.5`` gives PASCAL VOC's mAP@0.5 and
+    ``COCO_IOU_THRESHOLDS`` COCO's mAP@[.5:.95].
+    """
+    if len(predictions) != len(ground_truth):
+        raise ValueError(
+            f"got predictions for {len(predictions)} images but ground truth for "
+            f"{len(ground_truth)}"
+        )
+    thresholds = np.atleast_1d(np.asarray(iou_thresholds, dtype=np.float64))
+    images = [
+        (Detections(*map(np.asarray, detections)), GroundTruth(*map(np.asarray, truth)))
+        for detections, truth in zip(predictions, ground_truth, strict=True)
+    ]
+    if num_classes is None:
+        labels_seen = [
+            array.max(initial=-1)
+            for detections, truth in images
+            for array in (detections.classes.reshape(-1), truth.classes.reshape(-1))
+        ]
+        num_classes = int(max(labels_seen, default=-1)) + 1
+
+    pred_classes, pred_scores, pred_matched = [], [], []
+    for detections, truth in images:
+        overlaps = _same_class_iou(detections.boxes, detections.classes, truth.boxes, truth.classes)
+        scores = detections.scores.reshape(-1).astype(np.float64)
+        order = np.argsort(-scores, kind="stable")
+        pred_classes.append(detections.classes.reshape(-1))
+        pred_scores.append(scores)
+        pred_matched.append(
+            np.stack([_greedy_match(overlaps, order, threshold) >= 0 for threshold in thresholds])
+        )
+    all_classes = np.concatenate(pred_classes) if images else np.zeros(0)
+    all_scores = np.concatenate(pred_scores) if images else np.zeros(0)
+    all_matched = (
+        np.concatenate(pred_matched, axis=1) if images else np.zeros((thresholds.size, 0), bool)
+    )
+    gt_classes = np.concatenate([truth.classes.reshape(-1) for _, truth in images] or [[]])
+    gt_classes = gt_classes.astype(np.int64)
+    if gt_classes.size and (gt_classes.min() < 0 or gt_classes.max() >= num_classes):
+        raise ValueError(f"ground-truth classes must lie in 0..{num_classes - 1}")
+    num_ground_truth = np.bincount(gt_classes, minlength=num_classes)
+
+    ap = np.full((num_classes, thresholds.size), np.nan)
+    for label in np.flatnonzero(num_ground_truth):
+        of_class = all_classes == label
+        for index in range(thresholds.size):
+            ap[label, index] = average_precision(
+                all_matched[index, of_class],
+                all_scores[of_class],
+                num_positives=int(num_ground_truth[label]),
+                recall_points=recall_points,
+            )
+    with_truth = num_ground_truth > 0
+    overall = float(ap[with_truth].mean()) if with_truth.any() else float("nan")
+    return MeanAveragePrecision(overall, ap, thresholds, num_ground_truth)
