@@ -243,11 +243,12 @@ def test_truncated_real_file_is_weights_error(dlib_dat, tmp_path):
         load_dlib_weights(dlib_face_resnet(), cut)
 
 
-def test_keras_port_reproduces_dlibs_descriptors(dlib_dat, reference_dir):
+def test_keras_port_reproduces_dlibs_descriptors(offline_weights, reference_dir, dlib_dat):
+    """weights="dlib" goes through the resolver, which finds the package's file."""
     oracle = reference_dir / "dlib_oracle"
     chips = np.load(oracle / "chips.npz")["chips"]
     expected = np.load(oracle / "descriptors.npy")
-    model = dlib_face_resnet(dlib_dat)
+    model = dlib_face_resnet("dlib")
     got = np.asarray(model(preprocess_input(chips), training=False))
     assert got.shape == expected.shape == (60, 128)
     assert np.abs(got - expected).max() < 1e-4
