@@ -1,0 +1,320 @@
+"""face-enroll, face-check, face-admin: a door that opens for enrolled faces only.
+
+Thin commands over ``apps.face_access.access``: parse, call, render. TensorFlow is loaded
+only by the commands that embed faces, so ``face-admin`` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from apps.face_access.access import (
+    DEFAULT_CONSECUTIVE_FRAMES,
+    DEFAULT_COOLDOWN_SECONDS,
+    DEFAULT_MAX_DENIALS,
+    DEFAULT_WINDOW_SECONDS,
+    DoorChecker,
+    enrol,
+    run_on_grant,
+)
+from apps.face_access.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD
+from apps.face_access.store import ENV_DB, FaceStore, default_db_path
+from shared.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_NEGATIVE,
+    EXIT_OK,
+    debug_option,
+    quiet_tensorflow,
+    user_errors,
+)
+from shared.errors import InputError
+
+db_option = click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"Face database (default: ${ENV_DB} or {default_db_path()}).",
+)
+weights_option = click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="dlib_face_recognition_resnet_model_v1.dat (default: found by the weights resolver).",
+)
+detector_option = click.option(
+    "--detector-model",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="YuNet .onnx (default: found by the weights resolver; Haar cascade if absent).",
+)
+camera_option = click.option(
+    "--camera",
+    default=None,
+    metavar="SOURCE",
+    help="Camera index (0), video file or stream URL instead of image files.",
+)
+
+
+def _load_pipeline(weights: Path | None, detector_model: Path | None):
+    quiet_tensorflow()
+    from apps.face_access.detection import FaceDetector
+    from apps.face_access.embedding import FaceEmbedder
+    from apps.face_access.pipeline import FacePipeline
+
+    return FacePipeline(FaceDetector(detector_model), FaceEmbedder(weights or "dlib"))
+
+
+def _camera_frames(source: str, max_frames: int | None):
+    from shared.video import VideoReader, parse_source
+
+    with VideoReader(parse_source(source)) as reader:
+        for index, frame in enumerate(reader):
+            if max_frames is not None and index >= max_frames:
+                return
+            yield frame
+
+
+@click.command(
+    epilog="Example: face-enroll alice alice1.jpg alice2.jpg alice3.jpg\n\n"
+    "         face-enroll bob --camera 0 --frames 5"
+)
+@click.argument("name")
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@camera_option
+@click.option("--frames", default=5, show_default=True, help="Faces to take from the camera.")
+@click.option("--largest", is_flag=True, help="Take the largest face of an image with several.")
+@click.option("--replace", is_flag=True, help="Forget NAME's earlier enrolment first.")
+@db_option
+@weights_option
+@detector_option
+@debug_option
+@user_errors
+def enroll_command(
+    name, images, camera, frames, largest, replace, db, weights, detector_model, debug
+):
+    """Enrol NAME from photos (each with exactly one usable face) or from a camera."""
+    if bool(images) == bool(camera):
+        raise InputError("give either image files or --camera, not both or neither")
+    with FaceStore(db or default_db_path()) as store:
+        pipeline = _load_pipeline(weights, detector_model)
+        if camera is not None:
+            sources = _usable_camera_faces(pipeline, camera, frames, largest)
+        else:
+            sources = ((str(path), path) for path in images)
+        report = enrol(store, pipeline, name, sources, largest=largest, replace=replace)
+    for reason in report.rejected:
+        click.echo(f"rejected: {reason}", err=True)
+    click.echo(f"enrolled {report.name}: {len(report.enrolled)} face(s)")
+    return EXIT_OK
+
+
+def _usable_camera_faces(pipeline, camera: str, wanted: int, largest: bool):
+    """The first ``wanted`` camera frames holding a usable face (trying at most 20x as many)."""
+    taken = 0
+    for index, frame in enumerate(_camera_frames(camera, wanted * 20)):
+        source = f"camera:{camera}#{index}"
+        try:
+            pipeline.usable_face(frame, source, largest=largest)
+        except InputError:
+            continue
+        yield source, frame
+        taken += 1
+        if taken == wanted:
+            return
+
+
+@click.command(
+    epilog="Example: face-check visitor.jpg   (GRANTED alice (distance 0.214), exit 0)\n\n"
+    "         face-check --camera 0 --on-grant 'relay-open --seconds 3'"
+)
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@camera_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per decision.")
+@click.option(
+    "--threshold", default=DEFAULT_THRESHOLD, show_default=True, help="Largest distance granted."
+)
+@click.option(
+    "--margin",
+    default=DEFAULT_MARGIN,
+    show_default=True,
+    help="How much nearer than the second person the best match must be.",
+)
+@click.option(
+    "--consecutive",
+    default=DEFAULT_CONSECUTIVE_FRAMES,
+    show_default=True,
+    help="Camera: frames in a row the same person must match.",
+)
+@click.option("--on-grant", default=None, metavar="CMD", help="Run CMD on a grant (FACE_NAME set).")
+@click.option("--max-frames", type=int, default=None, help="Camera: stop after this many frames.")
+@click.option(
+    "--max-denials",
+    default=DEFAULT_MAX_DENIALS,
+    show_default=True,
+    help="Denials within --window that lock checks (0: never).",
+)
+@click.option("--window", default=DEFAULT_WINDOW_SECONDS, show_default=True, help="Seconds.")
+@click.option(
+    "--cooldown",
+    default=DEFAULT_COOLDOWN_SECONDS,
+    show_default=True,
+    help="Seconds checks stay refused after a lock.",
+)
+@db_option
+@weights_option
+@detector_option
+@debug_option
+@user_errors
+def check_command(
+    images,
+    camera,
+    as_json,
+    threshold,
+    margin,
+    consecutive,
+    on_grant,
+    max_frames,
+    max_denials,
+    window,
+    cooldown,
+    db,
+    weights,
+    detector_model,
+    debug,
+):
+    """Grant (exit 0) or deny (exit 1) each face; exit 2 on a bad image or no face."""
+    if bool(images) == bool(camera):
+        raise InputError("give either image files or --camera, not both or neither")
+    with FaceStore(db or default_db_path()) as store:
+        checker = DoorChecker(
+            store,
+            _load_pipeline(weights, detector_model),
+            threshold=threshold,
+            margin=margin,
+            max_denials=max_denials,
+            window=window,
+            cooldown=cooldown,
+        )
+        if checker.stale_people:
+            click.echo(
+                "note: enrolled with another model, re-enrol: " + ", ".join(checker.stale_people),
+                err=True,
+            )
+        if camera is not None:
+            results = checker.watch(
+                _camera_frames(camera, max_frames), f"camera:{camera}", consecutive
+            )
+        else:
+            results = (checker.check_image(str(path), path) for path in images)
+        decisions = []
+        for result in results:
+            decisions.append(result.decision)
+            _show(result, as_json, prefix=len(images) > 1 or camera is not None)
+            if result.decision == "granted" and on_grant:
+                run_on_grant(on_grant, result)
+    if camera is not None:
+        sys.exit(EXIT_OK if "granted" in decisions else EXIT_NEGATIVE)
+    if "error" in decisions:
+        sys.exit(EXIT_BAD_INPUT)
+    sys.exit(EXIT_OK if set(decisions) == {"granted"} else EXIT_NEGATIVE)
+
+
+def _show(result, as_json: bool, prefix: bool) -> None:
+    if as_json:
+        record = result.as_json()
+        if result.decision in ("error", "refused"):
+            record["detail"] = result.detail
+        click.echo(json.dumps(record))
+    elif result.decision == "error":
+        click.echo(f"error: {result.detail}", err=True)
+    else:
+        click.echo(f"{result.source}: {result.line()}" if prefix else result.line())
+
+
+@click.group(epilog="Example: face-admin list; face-admin audit --since 1h --json")
+def admin_command():
+    """See and manage the face database."""
+
+
+@admin_command.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@db_option
+@debug_option
+@user_errors
+def admin_list(as_json, db, debug):
+    """Enrolled people, their number of faces and the models that made them."""
+    with FaceStore(db or default_db_path()) as store:
+        people = store.people()
+    for person in people:
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "name": person.name,
+                        "embeddings": person.embeddings,
+                        "model_ids": list(person.model_ids),
+                    }
+                )
+            )
+        else:
+            click.echo(f"{person.name}\t{person.embeddings}\t{','.join(person.model_ids)}")
+
+
+@admin_command.command("remove")
+@click.argument("name")
+@db_option
+@debug_option
+@user_errors
+def admin_remove(name, db, debug):
+    """Forget NAME and all their faces."""
+    with FaceStore(db or default_db_path()) as store:
+        if not store.remove(name):
+            raise InputError(f"nobody named {name!r} is enrolled")
+    click.echo(f"removed {name}")
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: float) -> float:
+    """``10m``/``2h``/``1d`` ago, or an ISO date/time (local time), as a Unix time."""
+    match = _DURATION.match(text.strip())
+    if match:
+        return now - float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise InputError(
+            f"--since {text!r}: expected e.g. 30m, 2h, 1d or 2026-11-28T09:00"
+        ) from None
+
+
+@admin_command.command("audit")
+@click.option("--since", default=None, help="30m, 2h, 1d or an ISO date/time.")
+@click.option("--json", "as_json", is_flag=True)
+@db_option
+@debug_option
+@user_errors
+def admin_audit(since, as_json, db, debug):
+    """Every check: time, source, decision, best match, distance, threshold, model."""
+    start = parse_since(since, time.time()) if since else None
+    with FaceStore(db or default_db_path()) as store:
+        entries = store.audit_log(start)
+    for entry in entries:
+        if as_json:
+            click.echo(json.dumps(entry))
+            continue
+        when = datetime.fromtimestamp(entry["time"]).isoformat(timespec="seconds")
+        distance = "" if entry["distance"] is None else f"{entry['distance']:.3f}"
+        click.echo(
+            f"{when}\t{entry['decision']}\t{entry['name'] or ''}\t{distance}\t"
+            f"{entry['source']}\t{entry['detail'] or ''}"
+        )
