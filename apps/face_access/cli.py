@@ -6,6 +6,7 @@ only by the commands that embed faces, so ``face-admin`` answers at once.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -62,7 +63,14 @@ camera_option = click.option(
 )
 
 
+def _shown(name: str, default, help_text: str):
+    """An option whose default is shown in --help."""
+    return click.option(name, default=default, show_default=True, help=help_text)
+
+
+@functools.cache
 def _load_pipeline(weights: Path | None, detector_model: Path | None):
+    """Load the models once per process (commands called from Python reuse them)."""
     quiet_tensorflow()
     from apps.face_access.detection import FaceDetector
     from apps.face_access.embedding import FaceEmbedder
@@ -88,7 +96,7 @@ def _camera_frames(source: str, max_frames: int | None):
 @click.argument("name")
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @camera_option
-@click.option("--frames", default=5, show_default=True, help="Faces to take from the camera.")
+@_shown("--frames", 5, "Faces to take from the camera.")
 @click.option("--largest", is_flag=True, help="Take the largest face of an image with several.")
 @click.option("--replace", is_flag=True, help="Forget NAME's earlier enrolment first.")
 @db_option
@@ -137,36 +145,14 @@ def _usable_camera_faces(pipeline, camera: str, wanted: int, largest: bool):
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @camera_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per decision.")
-@click.option(
-    "--threshold", default=DEFAULT_THRESHOLD, show_default=True, help="Largest distance granted."
-)
-@click.option(
-    "--margin",
-    default=DEFAULT_MARGIN,
-    show_default=True,
-    help="How much nearer than the second person the best match must be.",
-)
-@click.option(
-    "--consecutive",
-    default=DEFAULT_CONSECUTIVE_FRAMES,
-    show_default=True,
-    help="Camera: frames in a row the same person must match.",
-)
+@_shown("--threshold", DEFAULT_THRESHOLD, "Largest distance granted.")
+@_shown("--margin", DEFAULT_MARGIN, "How much nearer than the second person the best must be.")
+@_shown("--consecutive", DEFAULT_CONSECUTIVE_FRAMES, "Camera: frames in a row to match.")
 @click.option("--on-grant", default=None, metavar="CMD", help="Run CMD on a grant (FACE_NAME set).")
 @click.option("--max-frames", type=int, default=None, help="Camera: stop after this many frames.")
-@click.option(
-    "--max-denials",
-    default=DEFAULT_MAX_DENIALS,
-    show_default=True,
-    help="Denials within --window that lock checks (0: never).",
-)
-@click.option("--window", default=DEFAULT_WINDOW_SECONDS, show_default=True, help="Seconds.")
-@click.option(
-    "--cooldown",
-    default=DEFAULT_COOLDOWN_SECONDS,
-    show_default=True,
-    help="Seconds checks stay refused after a lock.",
-)
+@_shown("--max-denials", DEFAULT_MAX_DENIALS, "Denials within --window that lock (0: never).")
+@_shown("--window", DEFAULT_WINDOW_SECONDS, "Seconds over which denials are counted.")
+@_shown("--cooldown", DEFAULT_COOLDOWN_SECONDS, "Seconds checks stay refused after a lock.")
 @db_option
 @weights_option
 @detector_option
