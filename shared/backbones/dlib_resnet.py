@@ -30,6 +30,7 @@ from shared.errors import WeightsError
 CATALOGUE_NAME = "dlib-face-resnet"
 DAT_FILENAME = "dlib_face_recognition_resnet_model_v1.dat"
 CHIP_SIZE = 150
+INPUT_SHAPE = (CHIP_SIZE, CHIP_SIZE, 3)  # fixed: dlib's input layer takes exactly 150x150
 DESCRIPTOR_SIZE = 128
 
 # The per-channel means stored in the model's input layer, float32(122.782) etc. in RGB order.
@@ -432,7 +433,7 @@ def dlib_face_resnet(weights: str | Path | None = None, *, name: str = "dlib_fac
     to that file. Descriptors are the raw ``fc_no_bias`` output, not L2-normalised, exactly
     as dlib returns them (feed ``preprocess_input(chips)``).
     """
-    inputs = keras.Input((CHIP_SIZE, CHIP_SIZE, 3), name="chip")
+    inputs = keras.Input(INPUT_SHAPE, name="chip")
     x = _conv_affine(inputs, 32, 7, 2, relu=True, name="stem")
     x = layers.MaxPooling2D(3, strides=2, padding="valid", name="stem_pool")(x)
     for stage, (filters, blocks, downsample) in enumerate(STAGES, start=1):

@@ -160,6 +160,20 @@ def test_camera_mode_needs_consecutive_matches_and_runs_the_door_command(run, at
     assert opened.read_text() == "s1"
 
 
+def test_enrol_from_a_camera_takes_the_usable_frames(run, att, tmp_path):
+    video = tmp_path / "enrol.avi"
+    blank = np.full((112, 92, 3), 128, np.uint8)
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (92, 112))
+    for frame in [blank, cv2.imread(str(att("s3", 1))), blank, cv2.imread(str(att("s3", 2)))]:
+        writer.write(frame)
+    writer.release()
+    result = run(enroll_command, "s3", "--camera", video, "--frames", "2")
+    assert result.exit_code == 0 and result.stdout == "enrolled s3: 2 face(s)\n"
+    with sqlite3.connect(run.db) as db:
+        sources = [row[0] for row in db.execute("SELECT source FROM embeddings ORDER BY id")]
+    assert sources == [f"camera:{video}#1", f"camera:{video}#3"]
+
+
 def test_camera_that_cannot_be_opened(run):
     result = run(check_command, "--camera", "7")
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
