@@ -174,6 +174,16 @@ def test_enrol_from_a_camera_takes_the_usable_frames(run, att, tmp_path):
     assert sources == [f"camera:{video}#1", f"camera:{video}#3"]
 
 
+def test_corrupt_database_is_one_line_exit_2(run, att):
+    run.db.write_bytes(b"\x00garbage" * 500)
+    for result in (run(check_command, att("s1", 1)), run(admin_command, "list")):
+        assert result.exit_code == 2
+        assert (
+            result.stderr
+            == f"error: {run.db}: not a face database (file is corrupt or another kind)\n"
+        )
+
+
 def test_camera_that_cannot_be_opened(run):
     result = run(check_command, "--camera", "7")
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
