@@ -120,7 +120,6 @@ def enroll_command(
     for reason in report.rejected:
         click.echo(f"rejected: {reason}", err=True)
     click.echo(f"enrolled {report.name}: {len(report.enrolled)} face(s)")
-    return EXIT_OK
 
 
 def _usable_camera_faces(pipeline, camera: str, wanted: int, largest: bool):

@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from shared import weights
 from shared.errors import WeightsError
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,7 @@ class FaceDetector:
         self._yunet = None
         self._haar = None
         try:
-            from shared.weights import resolve_file
-
-            path = resolve_file(YUNET_MODEL, YUNET_FILENAME, model_path)
+            path = weights.resolve_file(YUNET_MODEL, YUNET_FILENAME, model_path)
             # The input size is set per image in ``detect``.
             self._yunet = cv2.FaceDetectorYN.create(
                 str(path), "", (320, 320), score_threshold, NMS_THRESHOLD, 5000

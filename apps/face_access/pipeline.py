@@ -87,8 +87,8 @@ class FacePipeline:
 
     def embed_faces(self, rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
         """Unit vectors (len(faces), 128) for faces already found in ``rgb``."""
-        chips = np.stack([align_face(rgb, face.landmarks) for face in faces]) if faces else []
-        return self.embedder.embed(np.asarray(chips, np.uint8).reshape(-1, 150, 150, 3))
+        chips = [align_face(rgb, face.landmarks) for face in faces]
+        return self.embedder.embed(np.stack(chips) if chips else np.zeros((0, 150, 150, 3)))
 
     def usable_face(self, rgb: np.ndarray, source: str | Path, *, largest: bool = False) -> Face:
         """The one face of ``rgb`` fit to enrol or check, or InputError saying why not.

@@ -26,6 +26,7 @@ from keras import layers, ops
 
 from shared.backbones.blocks import conv_bn_act
 from shared.errors import WeightsError
+from shared.weights import resolve_file
 
 CATALOGUE_NAME = "dlib-face-resnet"
 DAT_FILENAME = "dlib_face_recognition_resnet_model_v1.dat"
@@ -303,19 +304,19 @@ def read_dlib_net(path: str | Path) -> DlibNet:
     input_name = reader.string()
     if input_name != "input_rgb_image_sized":
         raise reader.fail(f"unsupported input layer {input_name!r}")
-    layers = [_read_input_rgb(reader), _read_layer_details(reader)]
+    records = [_read_input_rgb(reader), _read_layer_details(reader)]
     _skip_layer_state(reader)
     reader.integer()  # the input layer's sample expansion factor
 
     for version in reversed(wrapper_versions):
         if version == 1:
-            layers.append(DlibLayer("tag_or_skip"))
+            records.append(DlibLayer("tag_or_skip"))
             continue
-        layers.append(_read_layer_details(reader))
+        records.append(_read_layer_details(reader))
         _skip_layer_state(reader)
     if not reader.at_end():
         raise reader.fail("unexpected data after the last layer")
-    return DlibNet(loss=loss, layers=layers)
+    return DlibNet(loss=loss, layers=records)
 
 
 # --------------------------------------------------------------------------------------
@@ -450,8 +451,6 @@ def dlib_face_resnet(weights: str | Path | None = None, *, name: str = "dlib_fac
 
 def _resolve_dat(weights: str | Path) -> Path:
     if weights == "dlib":
-        from shared.weights import resolve_file
-
         return resolve_file(CATALOGUE_NAME, DAT_FILENAME)
     return Path(weights)
 
