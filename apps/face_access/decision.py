@@ -31,15 +31,6 @@ class Decision:
     threshold: float
     reason: str  # "match", "too far", "ambiguous" (second person too close), "nobody enrolled"
 
-    def as_dict(self) -> dict:
-        return {
-            "decision": "granted" if self.granted else "denied",
-            "name": self.name,
-            "distance": None if self.distance is None else round(self.distance, 4),
-            "threshold": self.threshold,
-            "reason": self.reason,
-        }
-
 
 class Gallery:
     """Enrolled unit vectors grouped by person, ready for fast nearest-person search.
