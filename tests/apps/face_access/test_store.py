@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from apps.face_access.decision import DenialLockout
 from apps.face_access.store import FaceStore, default_db_path
 from shared.errors import InputError
 
@@ -67,10 +68,11 @@ def test_enrolled_vectors_come_back_exactly_grouped_by_person(tmp_path):
         assert store.enroll("ada", ada[:2], MODEL) == 2
         assert store.enroll("ada", ada[2], MODEL) == 3  # more photos later
         names, matrix, person_of_row = store.gallery(MODEL)
-    assert names == ["ada", "bob"]
+    assert names == ["ada", "bob"]  # sorted, whatever the enrolment order
     assert matrix.dtype == np.float32 and matrix.shape == (5, 128)
-    np.testing.assert_array_equal(matrix, np.concatenate([ada, bob]))
-    np.testing.assert_array_equal(person_of_row, [0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(matrix[person_of_row == 0], ada)  # in enrolment order
+    np.testing.assert_array_equal(matrix[person_of_row == 1], bob)
+    assert np.count_nonzero(np.diff(person_of_row)) == 1  # each person's rows together
 
 
 def test_sources_scores_and_file_digests_are_recorded(tmp_path):
@@ -306,3 +308,15 @@ def test_two_enrolling_processes_at_once_lose_nothing(tmp_path):
         names, matrix, _ = store.gallery("m")
     assert len(people) == 50 and all(person.count == 3 for person in people)
     assert len(names) == 50 and matrix.shape == (150, 128)
+
+
+def test_a_lockout_holds_across_separate_connections(tmp_path):
+    """The denials that trigger a lockout live in the audit log, so a new process sees them."""
+    lockout = DenialLockout(max_denials=3, window_s=60, cooldown_s=120)
+    for seconds in (0, 10, 20):
+        with FaceStore(tmp_path / "faces.db") as door:  # one face-check process per denial
+            door.log_check("cam:0", "denied", at=NOON + timedelta(seconds=seconds))
+    now = NOON + timedelta(seconds=30)
+    with FaceStore(tmp_path / "faces.db") as next_check:
+        denials = next_check.recent_denials(lockout.lookback_s, now=now)
+    assert lockout.refused_until(denials, now) == NOON + timedelta(seconds=140)
