@@ -1,0 +1,70 @@
+"""Layers that Keras does not provide but the classic networks need to be reproduced exactly.
+
+Both are parameter-free and written with ``keras.ops`` only, so they run on any Keras backend
+and survive ``model.save`` / ``keras.models.load_model`` (they are registered serialisable).
+"""
+
+from __future__ import annotations
+
+from keras import layers, ops, saving
+
+
+@saving.register_keras_serializable(package="convnet_apps")
+class LocalResponseNormalization(layers.Layer):
+    """Cross-channel LRN as in Caffe and Torch (AlexNet, GoogLeNet, OpenFace nn4).
+
+    ``y = x / (k + alpha / size * sum_{c' in window(c)} x_c'^2) ** beta`` over ``size``
+    neighbouring channels centred on ``c``. Note the ``alpha / size``: TensorFlow's
+    ``tf.nn.local_response_normalization`` does not divide by the window, so its ``alpha``
+    differs by that factor. The published AlexNet uses ``k=2``, GoogLeNet and OpenFace ``k=1``.
+    """
+
+    def __init__(
+        self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0, **kwargs
+    ):
+        super().__init__(**kwargs)
+        if size % 2 != 1:
+            raise ValueError(f"LRN window size must be odd, got {size}")
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def call(self, inputs):
+        half = self.size // 2
+        squared = ops.pad(ops.square(inputs), [[0, 0], [0, 0], [0, 0], [half, half]])
+        channels = ops.shape(inputs)[-1]
+        window_sum = sum(squared[..., offset : offset + channels] for offset in range(self.size))
+        return inputs / ops.power(self.k + (self.alpha / self.size) * window_sum, self.beta)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "size": self.size,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "k": self.k,
+        }
+
+
+@saving.register_keras_serializable(package="convnet_apps")
+class L2Pooling2D(layers.Layer):
+    """L2 (power-2) pooling, ``sqrt(sum x^2)`` over each window, as Torch's ``SpatialLPPooling``.
+
+    FaceNet and OpenFace use it in the pool branch of several Inception modules. It is
+    computed as the average pool of ``x^2`` times the window area; the square root is taken of
+    at least ``1e-12`` so that an all-zero window (common after ReLU) has a finite gradient.
+    """
+
+    def __init__(self, pool_size: int = 3, strides: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = pool_size
+        self.strides = strides or pool_size
+        self._average = layers.AveragePooling2D(pool_size, strides=self.strides, padding="valid")
+
+    def call(self, inputs):
+        mean_square = self._average(ops.square(inputs))
+        return ops.sqrt(ops.maximum(mean_square * float(self.pool_size**2), 1e-12))
+
+    def compute_output_shape(self, input_shape):
+        return self._average.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
