@@ -165,7 +165,8 @@ class FaceStore:
         self.path = Path(path)
         self.timeout = timeout
         self._create_file(create)
-        self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        with self._errors():  # e.g. a file we may not read
+            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         try:
             with self._errors():
                 self._prepare()
