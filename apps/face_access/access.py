@@ -3,6 +3,8 @@
 Every check is audited: granted, denied, error (no usable face, unreadable image) and
 refused (asked during a lock-out). After ``max_denials`` denials within ``window`` seconds,
 checks are refused for ``cooldown`` seconds, so the door cannot be brute-forced with photos.
+The rules themselves (nearest person, margin, anti-flicker, lockout) live in ``decision``
+and the database in ``store``; this module wires them to the face pipeline.
 """
 
 from __future__ import annotations
@@ -10,16 +12,28 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from apps.face_access.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Decision, Gallery
-from apps.face_access.store import Enrolment, FaceStore
+from apps.face_access.decision import (
+    DEFAULT_CONSECUTIVE_FRAMES,
+    DEFAULT_COOLDOWN_SECONDS,
+    DEFAULT_MARGIN,
+    DEFAULT_MAX_DENIALS,
+    DEFAULT_THRESHOLD,
+    DEFAULT_WINDOW_SECONDS,
+    ConsecutiveMatch,
+    Decision,
+    DenialLockout,
+    GalleryIndex,
+    decide,
+)
+from apps.face_access.store import FaceStore, clean_name
 from shared.errors import InputError, UserError
 from shared.files import sha256_file
 from shared.images import read_image
@@ -27,22 +41,12 @@ from shared.images import read_image
 if TYPE_CHECKING:  # the pipeline loads TensorFlow; face-admin needs none of it
     from apps.face_access.pipeline import FacePipeline
 
-DEFAULT_MAX_DENIALS = 5
-DEFAULT_WINDOW_SECONDS = 60.0
-DEFAULT_COOLDOWN_SECONDS = 60.0
-DEFAULT_CONSECUTIVE_FRAMES = 3
-
 
 @dataclass
 class EnrolReport:
     name: str
     enrolled: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)  # one-line reasons naming the image
-
-
-def _enrolment(pipeline: FacePipeline, rgb, source: str, sha256: str, largest: bool) -> Enrolment:
-    found = pipeline.face_vector(rgb, source, largest=largest)
-    return Enrolment(found.vector, source, sha256, pipeline.detector.name, found.face.score)
 
 
 def enrol(
@@ -59,11 +63,9 @@ def enrol(
     Unusable images are skipped with their reason; if none is usable nothing is written and
     InputError is raised, so a typo cannot wipe a person enrolled with ``replace``.
     """
-    name = name.strip()
-    if not name:
-        raise InputError("the person's name is empty")
+    name = clean_name(name)  # before the models run, not after
     report = EnrolReport(name)
-    records = []
+    vectors, scores, digests = [], [], []
     for source, image in images:
         try:
             if isinstance(image, Path):
@@ -71,13 +73,26 @@ def enrol(
             else:
                 rgb = image
                 sha256 = hashlib.sha256(np.ascontiguousarray(image)).hexdigest()
-            records.append(_enrolment(pipeline, rgb, source, sha256, largest))
-            report.enrolled.append(source)
+            found = pipeline.face_vector(rgb, source, largest=largest)
         except InputError as err:
             report.rejected.append(str(err))
-    if not records:
+            continue
+        vectors.append(found.vector)
+        scores.append(found.face.score)
+        digests.append(sha256)
+        report.enrolled.append(source)
+    if not vectors:
         raise InputError(f"no usable face to enrol {name!r}: " + "; ".join(report.rejected))
-    store.enrol(name, records, pipeline.model_id, replace=replace)
+    store.enroll(
+        name,
+        np.stack(vectors),
+        pipeline.model_id,
+        sources=report.enrolled,
+        scores=scores,
+        replace=replace,
+        digests=digests,
+        detector=pipeline.detector.name,
+    )
     return report
 
 
@@ -90,7 +105,7 @@ class CheckResult:
     name: str | None = None
     distance: float | None = None
     threshold: float | None = None
-    detail: str | None = None
+    reason: str | None = None
 
     def as_json(self) -> dict:
         return {
@@ -107,9 +122,11 @@ class CheckResult:
         if self.decision == "denied":
             if self.name is None:
                 return "DENIED (nobody enrolled)"
-            why = ", too close to another person" if self.detail == "ambiguous" else ""
+            # Denied although under the threshold: the margin rule refused it.
+            ambiguous = self.distance < self.threshold
+            why = ", too close to another person" if ambiguous else ""
             return f"DENIED (closest {self.name} {self.distance:.3f}{why})"
-        return f"{self.decision.upper()} ({self.detail})"
+        return f"{self.decision.upper()} ({self.reason})"
 
 
 class DoorChecker:
@@ -125,46 +142,36 @@ class DoorChecker:
         max_denials: int = DEFAULT_MAX_DENIALS,
         window: float = DEFAULT_WINDOW_SECONDS,
         cooldown: float = DEFAULT_COOLDOWN_SECONDS,
-        clock=time.time,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.store = store
         self.pipeline = pipeline
         self.threshold = threshold
         self.margin = margin
-        self.max_denials = max_denials
-        self.window = window
-        self.cooldown = cooldown
+        self.lockout = DenialLockout(max_denials, window, cooldown)
         self.clock = clock
-        self.gallery = Gallery(*store.gallery(pipeline.model_id))
+        self.gallery = GalleryIndex(*store.gallery(pipeline.model_id))
         self.stale_people = store.stale_people(pipeline.model_id)
 
     def locked_for(self) -> float:
-        """Seconds left of the current lock-out (0 when checks are allowed).
-
-        A lock-out starts at a denial that completes ``max_denials`` denials within
-        ``window`` seconds, and lasts ``cooldown`` seconds from there.
-        """
-        if self.max_denials <= 0:
-            return 0.0
+        """Seconds left of the current lock-out (0 when checks are allowed)."""
         now = self.clock()
-        times = self.store.denial_times(now - self.cooldown - self.window)
-        for first, last in zip(times, times[self.max_denials - 1 :], strict=False):
-            if last - first <= self.window and now < last + self.cooldown:
-                return last + self.cooldown - now
-        return 0.0
+        denials = self.store.recent_denials(self.lockout.lookback_s, now=now)
+        until = self.lockout.refused_until(denials, now)
+        return 0.0 if until is None else (until - now).total_seconds()
 
     def decide(self, vector: np.ndarray) -> Decision:
-        return self.gallery.decide(vector, self.threshold, self.margin)
+        return decide(self.gallery, vector, self.threshold, self.margin)
 
     def _record(self, result: CheckResult) -> CheckResult:
-        self.store.audit(
+        self.store.log_check(
             result.source,
             result.decision,
             result.name,
             result.distance,
             result.threshold,
             self.pipeline.model_id,
-            result.detail,
+            result.reason,
             at=self.clock(),
         )
         return result
@@ -173,8 +180,8 @@ class DoorChecker:
         remaining = self.locked_for()
         if remaining <= 0:
             return None
-        detail = f"locked after {self.max_denials} denials; retry in {remaining:.0f} s"
-        return CheckResult(source, "refused", threshold=self.threshold, detail=detail)
+        reason = f"locked after {self.lockout.max_denials} denials; retry in {remaining:.0f} s"
+        return CheckResult(source, "refused", threshold=self.threshold, reason=reason)
 
     def _from_decision(self, source: str, decision: Decision) -> CheckResult:
         return CheckResult(
@@ -196,7 +203,7 @@ class DoorChecker:
             found = self.pipeline.face_vector(rgb, source, largest=True)
         except InputError as err:
             return self._record(
-                CheckResult(source, "error", threshold=self.threshold, detail=str(err))
+                CheckResult(source, "error", threshold=self.threshold, reason=str(err))
             )
         return self._record(self._from_decision(source, self.decide(found.vector)))
 
@@ -210,29 +217,26 @@ class DoorChecker:
 
         The door opens only when one person matches in that many frames in a row, so a
         single lucky frame (or a flicker between two people) opens nothing; likewise a
-        denial is audited once per run of denied frames, not per frame. Frames without a
-        usable face break any run and are not audited.
+        denial is audited once per run of denied frames, not per frame
+        (``ConsecutiveMatch``). Frames without a usable face break any run and are not
+        audited.
         """
-        streak_key, streak = None, 0
+        gate = ConsecutiveMatch(consecutive)
         for index, rgb in enumerate(frames):
             frame_source = f"{source}#{index}"
             refused = self._refusal(frame_source)
             if refused:
+                gate.update(None)
                 yield self._record(refused)
-                streak_key, streak = None, 0
                 continue
             try:
                 found = self.pipeline.face_vector(rgb, frame_source, largest=True)
             except InputError:
-                streak_key, streak = None, 0
+                gate.update(None)
                 continue
-            decision = self.decide(found.vector)
-            key = (decision.granted, decision.name if decision.granted else None)
-            streak = streak + 1 if key == streak_key else 1
-            streak_key = key
-            if streak == consecutive:
-                yield self._record(self._from_decision(frame_source, decision))
-                streak_key, streak = None, 0
+            settled = gate.update(self.decide(found.vector))
+            if settled is not None:
+                yield self._record(self._from_decision(frame_source, settled))
 
 
 def run_on_grant(command: str, result: CheckResult) -> int:

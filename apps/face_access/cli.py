@@ -1,32 +1,22 @@
-"""face-enroll, face-check, face-admin: a door that opens for enrolled faces only.
+"""face-enroll and face-check: a door that opens for enrolled faces only.
 
-Thin commands over ``apps.face_access.access``: parse, call, render. TensorFlow is loaded
-only by the commands that embed faces, so ``face-admin`` answers at once.
+Thin commands over ``apps.face_access.access``: parse, call, render. The models (and
+TensorFlow) load only once a command needs them. ``face-admin`` is ``admin_cli``.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import re
 import sys
-import time
-from datetime import datetime
 from pathlib import Path
 
 import click
 
-from apps.face_access.access import (
-    DEFAULT_CONSECUTIVE_FRAMES,
-    DEFAULT_COOLDOWN_SECONDS,
-    DEFAULT_MAX_DENIALS,
-    DEFAULT_WINDOW_SECONDS,
-    DoorChecker,
-    enrol,
-    run_on_grant,
-)
-from apps.face_access.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD
-from apps.face_access.store import ENV_DB, FaceStore, default_db_path
+from apps.face_access import decision
+from apps.face_access.access import DoorChecker, enrol, run_on_grant
+from apps.face_access.admin_cli import db_option
+from apps.face_access.store import FaceStore
 from shared.cli import (
     EXIT_BAD_INPUT,
     EXIT_NEGATIVE,
@@ -37,12 +27,6 @@ from shared.cli import (
 )
 from shared.errors import InputError
 
-db_option = click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help=f"Face database (default: ${ENV_DB} or {default_db_path()}).",
-)
 weights_option = click.option(
     "--weights",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -110,7 +94,7 @@ def enroll_command(
     """Enrol NAME from photos (each with exactly one usable face) or from a camera."""
     if bool(images) == bool(camera):
         raise InputError("give either image files or --camera, not both or neither")
-    with FaceStore(db or default_db_path()) as store:
+    with FaceStore(db) as store:
         pipeline = _load_pipeline(weights, detector_model)
         if camera is not None:
             sources = _usable_camera_faces(pipeline, camera, frames, largest)
@@ -144,14 +128,20 @@ def _usable_camera_faces(pipeline, camera: str, wanted: int, largest: bool):
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @camera_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per decision.")
-@_shown("--threshold", DEFAULT_THRESHOLD, "Largest distance granted.")
-@_shown("--margin", DEFAULT_MARGIN, "How much nearer than the second person the best must be.")
-@_shown("--consecutive", DEFAULT_CONSECUTIVE_FRAMES, "Camera: frames in a row to match.")
+@_shown("--threshold", decision.DEFAULT_THRESHOLD, "Largest distance granted.")
+@_shown(
+    "--margin", decision.DEFAULT_MARGIN, "How much nearer than the second person the best must be."
+)
+@_shown("--consecutive", decision.DEFAULT_CONSECUTIVE_FRAMES, "Camera: frames in a row to match.")
 @click.option("--on-grant", default=None, metavar="CMD", help="Run CMD on a grant (FACE_NAME set).")
 @click.option("--max-frames", type=int, default=None, help="Camera: stop after this many frames.")
-@_shown("--max-denials", DEFAULT_MAX_DENIALS, "Denials within --window that lock (0: never).")
-@_shown("--window", DEFAULT_WINDOW_SECONDS, "Seconds over which denials are counted.")
-@_shown("--cooldown", DEFAULT_COOLDOWN_SECONDS, "Seconds checks stay refused after a lock.")
+@_shown(
+    "--max-denials", decision.DEFAULT_MAX_DENIALS, "Denials within --window that lock (0: never)."
+)
+@_shown("--window", decision.DEFAULT_WINDOW_SECONDS, "Seconds over which denials are counted.")
+@_shown(
+    "--cooldown", decision.DEFAULT_COOLDOWN_SECONDS, "Seconds checks stay refused after a lock."
+)
 @db_option
 @weights_option
 @detector_option
@@ -177,7 +167,8 @@ def check_command(
     """Grant (exit 0) or deny (exit 1) each face; exit 2 on a bad image or no face."""
     if bool(images) == bool(camera):
         raise InputError("give either image files or --camera, not both or neither")
-    with FaceStore(db or default_db_path()) as store:
+    # Never created here: checking against a mistyped --db is reported, not an empty door.
+    with FaceStore(db, create=False) as store:
         checker = DoorChecker(
             store,
             _load_pipeline(weights, detector_model),
@@ -215,91 +206,9 @@ def _show(result, as_json: bool, prefix: bool) -> None:
     if as_json:
         record = result.as_json()
         if result.decision in ("error", "refused"):
-            record["detail"] = result.detail
+            record["reason"] = result.reason
         click.echo(json.dumps(record))
     elif result.decision == "error":
-        click.echo(f"error: {result.detail}", err=True)
+        click.echo(f"error: {result.reason}", err=True)
     else:
         click.echo(f"{result.source}: {result.line()}" if prefix else result.line())
-
-
-@click.group(epilog="Example: face-admin list; face-admin audit --since 1h --json")
-def admin_command():
-    """See and manage the face database."""
-
-
-@admin_command.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@db_option
-@debug_option
-@user_errors
-def admin_list(as_json, db, debug):
-    """Enrolled people, their number of faces and the models that made them."""
-    with FaceStore(db or default_db_path()) as store:
-        people = store.people()
-    for person in people:
-        if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "name": person.name,
-                        "embeddings": person.embeddings,
-                        "model_ids": list(person.model_ids),
-                    }
-                )
-            )
-        else:
-            click.echo(f"{person.name}\t{person.embeddings}\t{','.join(person.model_ids)}")
-
-
-@admin_command.command("remove")
-@click.argument("name")
-@db_option
-@debug_option
-@user_errors
-def admin_remove(name, db, debug):
-    """Forget NAME and all their faces."""
-    with FaceStore(db or default_db_path()) as store:
-        if not store.remove(name):
-            raise InputError(f"nobody named {name!r} is enrolled")
-    click.echo(f"removed {name}")
-
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_since(text: str, now: float) -> float:
-    """``10m``/``2h``/``1d`` ago, or an ISO date/time (local time), as a Unix time."""
-    match = _DURATION.match(text.strip())
-    if match:
-        return now - float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise InputError(
-            f"--since {text!r}: expected e.g. 30m, 2h, 1d or 2026-11-28T09:00"
-        ) from None
-
-
-@admin_command.command("audit")
-@click.option("--since", default=None, help="30m, 2h, 1d or an ISO date/time.")
-@click.option("--json", "as_json", is_flag=True)
-@db_option
-@debug_option
-@user_errors
-def admin_audit(since, as_json, db, debug):
-    """Every check: time, source, decision, best match, distance, threshold, model."""
-    start = parse_since(since, time.time()) if since else None
-    with FaceStore(db or default_db_path()) as store:
-        entries = store.audit_log(start)
-    for entry in entries:
-        if as_json:
-            click.echo(json.dumps(entry))
-            continue
-        when = datetime.fromtimestamp(entry["time"]).isoformat(timespec="seconds")
-        distance = "" if entry["distance"] is None else f"{entry['distance']:.3f}"
-        click.echo(
-            f"{when}\t{entry['decision']}\t{entry['name'] or ''}\t{distance}\t"
-            f"{entry['source']}\t{entry['detail'] or ''}"
-        )
