@@ -8,7 +8,8 @@ This is the protocol of dlib's anchor figures in ``reference/dlib_oracle/README.
 The commands run in this process (click's runner), so the models load once; each one is
 called with exactly the arguments a user would type, and its JSON output is what is scored.
 
-    python -m apps.face_access.evaluate ../shared/data/faces/att_faces
+    CONVNET_APPS_WEIGHTS_DIR=../shared/weights python -m apps.face_access.evaluate \
+        ../shared/data/faces/att_faces
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class DoorFigures:
 
 def _run(command, args: list[str], exit_codes: tuple[int, ...]) -> str:
     result = CliRunner().invoke(command, args)
+    # Pass the commands' warnings on: above all the one saying YuNet was not found and the
+    # Haar cascade stands in, which changes every figure (AT&T: TAR 0.96, one impostor in).
+    click.echo(result.stderr, err=True, nl=False)
     crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
     if crashed or result.exit_code not in exit_codes:
         raise RuntimeError(
