@@ -1,0 +1,99 @@
+"""From frames to detections: Darknet preprocessing, head rows to boxes, threshold, NMS.
+
+The network's ``DetectionHead`` layers already decode every anchor of every cell inside the
+graph into ``[cx, cy, w, h, objectness, objectness * p(class) ...]`` normalised rows, so what
+is left here is per-image and cheap: keep (row, class) pairs whose score beats ``conf``
+(Darknet's rule, so one box can carry two classes), map them to the frame's pixels, run greedy
+per-class NMS and clip to the frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from apps.car_detection.darknet import DarknetModel
+from shared.boxes import clip_boxes, cxcywh_to_xyxy, nms
+
+
+@dataclass(frozen=True)
+class Detections:
+    """One image's detections as parallel arrays, best score first.
+
+    ``boxes`` are ``[x1, y1, x2, y2]`` in the original image's pixels (float32, clipped to the
+    image), ``scores`` are objectness x class probability, ``class_ids`` index the class names.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+def preprocess(frames: Sequence[np.ndarray], width: int, height: int) -> np.ndarray:
+    """RGB uint8 frames -> uint8 batch (B, height, width, 3) at the network size.
+
+    Darknet and Yolo-Fastest stretch the frame to the network size (no letterbox); bilinear
+    resizing matches ``cv2.dnn.blobFromImage``. The 1/255 scaling happens inside the model
+    call (``DarknetModel.predict_heads``).
+    """
+    batch = np.empty((len(frames), height, width, 3), dtype=np.uint8)
+    for slot, frame in zip(batch, frames, strict=True):
+        cv2.resize(frame, (width, height), dst=slot, interpolation=cv2.INTER_LINEAR)
+    return batch
+
+
+def select_detections(
+    rows: np.ndarray,
+    image_size: tuple[int, int],
+    conf: float,
+    iou: float,
+    classes: Sequence[int] | None = None,
+    max_det: int | None = None,
+) -> Detections:
+    """Threshold, NMS and map one image's decoded rows (N, 5 + C) to pixel boxes.
+
+    ``image_size`` is the original (width, height); ``classes`` restricts the class ids kept
+    (None keeps all). A (row, class) pair is a candidate when its score is above ``conf``;
+    boxes of the same class suppress each other above ``iou``.
+    """
+    scores = rows[:, 5:]
+    if classes is not None:
+        allowed = np.zeros(scores.shape[1], dtype=bool)
+        allowed[list(classes)] = True
+        scores = np.where(allowed, scores, 0.0)
+    candidate_rows, candidate_classes = np.nonzero(scores > conf)
+    candidate_scores = scores[candidate_rows, candidate_classes]
+    width, height = image_size
+    scale = np.array([width, height, width, height], dtype=np.float64)
+    boxes = cxcywh_to_xyxy(rows[candidate_rows, :4]) * scale
+    keep = nms(boxes, candidate_scores, iou, classes=candidate_classes, max_det=max_det)
+    return Detections(
+        boxes=clip_boxes(boxes[keep], width, height).astype(np.float32),
+        scores=candidate_scores[keep].astype(np.float32),
+        class_ids=candidate_classes[keep].astype(np.int64),
+    )
+
+
+def detect(
+    model: DarknetModel,
+    frames: Sequence[np.ndarray],
+    conf: float = 0.25,
+    iou: float = 0.45,
+    classes: Sequence[int] | None = None,
+    max_det: int | None = None,
+) -> list[Detections]:
+    """Detect objects in a batch of RGB uint8 frames (any sizes); one ``Detections`` each."""
+    if not frames:
+        return []
+    heads = model.predict_heads(preprocess(frames, model.width, model.height))
+    rows = np.concatenate(heads, axis=1)
+    return [
+        select_detections(image_rows, (frame.shape[1], frame.shape[0]), conf, iou, classes, max_det)
+        for image_rows, frame in zip(rows, frames, strict=True)
+    ]
