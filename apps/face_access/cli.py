@@ -1,0 +1,214 @@
+"""face-enroll and face-check: a door that opens for enrolled faces only.
+
+Thin commands over ``apps.face_access.access``: parse, call, render. The models (and
+TensorFlow) load only once a command needs them. ``face-admin`` is ``admin_cli``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from apps.face_access import decision
+from apps.face_access.access import DoorChecker, enrol, run_on_grant
+from apps.face_access.admin_cli import db_option
+from apps.face_access.store import FaceStore
+from shared.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_NEGATIVE,
+    EXIT_OK,
+    debug_option,
+    quiet_tensorflow,
+    user_errors,
+)
+from shared.errors import InputError
+
+weights_option = click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="dlib_face_recognition_resnet_model_v1.dat (default: found by the weights resolver).",
+)
+detector_option = click.option(
+    "--detector-model",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="YuNet .onnx (default: found by the weights resolver; Haar cascade if absent).",
+)
+camera_option = click.option(
+    "--camera",
+    default=None,
+    metavar="SOURCE",
+    help="Camera index (0), video file or stream URL instead of image files.",
+)
+
+
+def _shown(name: str, default, help_text: str):
+    """An option whose default is shown in --help."""
+    return click.option(name, default=default, show_default=True, help=help_text)
+
+
+@functools.cache
+def _load_pipeline(weights: Path | None, detector_model: Path | None):
+    """Load the models once per process (commands called from Python reuse them)."""
+    quiet_tensorflow()
+    from apps.face_access.detection import FaceDetector
+    from apps.face_access.embedding import FaceEmbedder
+    from apps.face_access.pipeline import FacePipeline
+
+    return FacePipeline(FaceDetector(detector_model), FaceEmbedder(weights or "dlib"))
+
+
+def _camera_frames(source: str, max_frames: int | None):
+    from shared.video import VideoReader, parse_source
+
+    with VideoReader(parse_source(source)) as reader:
+        for index, frame in enumerate(reader):
+            if max_frames is not None and index >= max_frames:
+                return
+            yield frame
+
+
+@click.command(
+    epilog="Example: face-enroll alice alice1.jpg alice2.jpg alice3.jpg\n\n"
+    "         face-enroll bob --camera 0 --frames 5"
+)
+@click.argument("name")
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@camera_option
+@_shown("--frames", 5, "Faces to take from the camera.")
+@click.option("--largest", is_flag=True, help="Take the largest face of an image with several.")
+@click.option("--replace", is_flag=True, help="Forget NAME's earlier enrolment first.")
+@db_option
+@weights_option
+@detector_option
+@debug_option
+@user_errors
+def enroll_command(
+    name, images, camera, frames, largest, replace, db, weights, detector_model, debug
+):
+    """Enrol NAME from photos (each with exactly one usable face) or from a camera."""
+    if bool(images) == bool(camera):
+        raise InputError("give either image files or --camera, not both or neither")
+    with FaceStore(db) as store:
+        pipeline = _load_pipeline(weights, detector_model)
+        if camera is not None:
+            sources = _usable_camera_faces(pipeline, camera, frames, largest)
+        else:
+            sources = ((str(path), path) for path in images)
+        report = enrol(store, pipeline, name, sources, largest=largest, replace=replace)
+    for reason in report.rejected:
+        click.echo(f"rejected: {reason}", err=True)
+    click.echo(f"enrolled {report.name}: {len(report.enrolled)} face(s)")
+
+
+def _usable_camera_faces(pipeline, camera: str, wanted: int, largest: bool):
+    """The first ``wanted`` camera frames holding a usable face (trying at most 20x as many)."""
+    taken = 0
+    for index, frame in enumerate(_camera_frames(camera, wanted * 20)):
+        source = f"camera:{camera}#{index}"
+        try:
+            pipeline.usable_face(frame, source, largest=largest)
+        except InputError:
+            continue
+        yield source, frame
+        taken += 1
+        if taken == wanted:
+            return
+
+
+@click.command(
+    epilog="Example: face-check visitor.jpg   (GRANTED alice (distance 0.214), exit 0)\n\n"
+    "         face-check --camera 0 --on-grant 'relay-open --seconds 3'"
+)
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@camera_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per decision.")
+@_shown("--threshold", decision.DEFAULT_THRESHOLD, "Largest distance granted.")
+@_shown(
+    "--margin", decision.DEFAULT_MARGIN, "How much nearer than the second person the best must be."
+)
+@_shown("--consecutive", decision.DEFAULT_CONSECUTIVE_FRAMES, "Camera: frames in a row to match.")
+@click.option("--on-grant", default=None, metavar="CMD", help="Run CMD on a grant (FACE_NAME set).")
+@click.option("--max-frames", type=int, default=None, help="Camera: stop after this many frames.")
+@_shown(
+    "--max-denials", decision.DEFAULT_MAX_DENIALS, "Denials within --window that lock (0: never)."
+)
+@_shown("--window", decision.DEFAULT_WINDOW_SECONDS, "Seconds over which denials are counted.")
+@_shown(
+    "--cooldown", decision.DEFAULT_COOLDOWN_SECONDS, "Seconds checks stay refused after a lock."
+)
+@db_option
+@weights_option
+@detector_option
+@debug_option
+@user_errors
+def check_command(
+    images,
+    camera,
+    as_json,
+    threshold,
+    margin,
+    consecutive,
+    on_grant,
+    max_frames,
+    max_denials,
+    window,
+    cooldown,
+    db,
+    weights,
+    detector_model,
+    debug,
+):
+    """Grant (exit 0) or deny (exit 1) each face; exit 2 on a bad image or no face."""
+    if bool(images) == bool(camera):
+        raise InputError("give either image files or --camera, not both or neither")
+    # Never created here: checking against a mistyped --db is reported, not an empty door.
+    with FaceStore(db, create=False) as store:
+        checker = DoorChecker(
+            store,
+            _load_pipeline(weights, detector_model),
+            threshold=threshold,
+            margin=margin,
+            max_denials=max_denials,
+            window=window,
+            cooldown=cooldown,
+        )
+        if checker.stale_people:
+            click.echo(
+                "note: enrolled with another model, re-enrol: " + ", ".join(checker.stale_people),
+                err=True,
+            )
+        if camera is not None:
+            results = checker.watch(
+                _camera_frames(camera, max_frames), f"camera:{camera}", consecutive
+            )
+        else:
+            results = (checker.check_image(str(path), path) for path in images)
+        decisions = []
+        for result in results:
+            decisions.append(result.decision)
+            _show(result, as_json, prefix=len(images) > 1 or camera is not None)
+            if result.decision == "granted" and on_grant:
+                run_on_grant(on_grant, result)
+    if camera is not None:
+        sys.exit(EXIT_OK if "granted" in decisions else EXIT_NEGATIVE)
+    if "error" in decisions:
+        sys.exit(EXIT_BAD_INPUT)
+    sys.exit(EXIT_OK if set(decisions) == {"granted"} else EXIT_NEGATIVE)
+
+
+def _show(result, as_json: bool, prefix: bool) -> None:
+    if as_json:
+        record = result.as_json()
+        if result.decision in ("error", "refused"):
+            record["reason"] = result.reason
+        click.echo(json.dumps(record))
+    elif result.decision == "error":
+        click.echo(f"error: {result.reason}", err=True)
+    else:
+        click.echo(f"{result.source}: {result.line()}" if prefix else result.line())

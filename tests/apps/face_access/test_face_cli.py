@@ -1,0 +1,236 @@
+"""face-enroll / face-check (and face-admin on their database) end to end on real faces,
+through the commands only."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from apps.face_access.admin_cli import main as face_admin
+from apps.face_access.cli import check_command, enroll_command
+from apps.face_access.evaluate import door_scenario
+from apps.face_access.store import FaceStore
+
+
+@pytest.fixture
+def run(tmp_path, dlib_dat, yunet_onnx):
+    """Invoke a command on a fresh database with the real models (loaded once per process)."""
+    db = tmp_path / "faces.db"
+    models = ["--db", str(db)]
+    embedder = [*models, "--weights", str(dlib_dat), "--detector-model", str(yunet_onnx)]
+
+    def invoke(command, *args):
+        extra = embedder if command in (enroll_command, check_command) else models
+        if command is face_admin:
+            args, extra = (args[0], *extra, *args[1:]), []
+        return CliRunner().invoke(command, [*map(str, args), *extra])
+
+    invoke.db = db
+    return invoke
+
+
+@pytest.fixture(scope="module")
+def att(request):
+    root = request.getfixturevalue("data_dir") / "faces" / "att_faces"
+    return lambda person, number: root / person / f"{number}.pgm"
+
+
+def test_enrol_then_grant_deny_and_error_exit_codes(run, att, tmp_path):
+    enrolled = run(enroll_command, "s1", att("s1", 1), att("s1", 2), att("s1", 3))
+    assert enrolled.exit_code == 0 and enrolled.stdout == "enrolled s1: 3 face(s)\n"
+    assert run(enroll_command, "s5", att("s5", 1), att("s5", 2)).exit_code == 0
+
+    granted = run(check_command, att("s1", 8))
+    assert granted.exit_code == 0
+    assert granted.stdout.startswith("GRANTED s1 (distance 0.")
+
+    denied = run(check_command, att("s9", 1))
+    assert denied.exit_code == 1 and denied.stdout.startswith("DENIED (closest s")
+
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((100, 100, 3), 200, np.uint8))
+    error = run(check_command, blank)
+    assert error.exit_code == 2 and error.stderr == f"error: {blank}: no face found\n"
+
+
+def test_several_images_json_one_line_each(run, att, tmp_path):
+    run(enroll_command, "s1", att("s1", 1), att("s1", 2))
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8 not really a jpeg")
+    result = run(check_command, "--json", att("s1", 10), att("s9", 2), corrupt)
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["decision"] for line in lines] == ["granted", "denied", "error"]
+    assert lines[0]["image"] == str(att("s1", 10)) and lines[0]["name"] == "s1"
+    assert lines[0]["threshold"] == 0.33 and 0 < lines[0]["distance"] < 0.33
+    assert result.exit_code == 2  # an error outranks a denial
+    only_good = run(check_command, "--json", att("s1", 7), att("s1", 10))
+    assert only_good.exit_code == 0
+
+
+def test_unusable_images_are_rejected_with_reasons(run, att, tmp_path):
+    pair = tmp_path / "pair.png"
+    both = np.concatenate([cv2.imread(str(att("s1", 1))), cv2.imread(str(att("s5", 1)))], axis=1)
+    cv2.imwrite(str(pair), both)
+    result = run(enroll_command, "s1", att("s1", 1), pair, tmp_path / "absent.jpg")
+    assert result.exit_code == 0 and "enrolled s1: 1 face(s)" in result.stdout
+    assert f"rejected: {pair}: 2 faces found" in result.stderr
+    assert f"rejected: {tmp_path / 'absent.jpg'}: no such file" in result.stderr
+    assert run(enroll_command, "s1", "--largest", pair).stdout == "enrolled s1: 1 face(s)\n"
+
+    nothing = run(enroll_command, "s7", tmp_path / "absent.jpg")
+    assert nothing.exit_code == 2 and nothing.stderr.count("\n") == 1
+
+
+def test_sixteen_bit_and_pgm_inputs(run, att, tmp_path):
+    deep = tmp_path / "deep.png"
+    cv2.imwrite(str(deep), cv2.imread(str(att("s3", 1))).astype(np.uint16) * 257)
+    assert run(enroll_command, "s3", deep, att("s3", 2)).stdout == "enrolled s3: 2 face(s)\n"
+    assert run(check_command, att("s3", 5)).exit_code == 0
+
+
+def test_replace_admin_list_remove_and_audit(run, att):
+    run(enroll_command, "s1", att("s1", 1), att("s1", 2))
+    run(enroll_command, "s1", "--replace", att("s1", 7))
+    run(check_command, att("s1", 4))
+    listed = run(face_admin, "list", "--json")
+    (person,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert person["name"] == "s1" and person["count"] == 1
+
+    audit = run(face_admin, "audit", "--since", "1h", "--json")
+    (entry,) = [json.loads(line) for line in audit.stdout.splitlines()]
+    assert entry["decision"] == "granted" and entry["source"] == str(att("s1", 4))
+    assert entry["model_id"] and entry["threshold"] == 0.33
+
+    assert run(face_admin, "remove", "s1").stdout == f"removed s1 (1 embedding) from {run.db}\n"
+    missing = run(face_admin, "remove", "s1")
+    assert missing.exit_code == 2 and "no one named 's1'" in missing.stderr
+
+
+def test_repeated_denials_lock_the_door_and_are_audited(run, att):
+    run(enroll_command, "s1", att("s1", 1))
+    stranger = [att("s9", n) for n in (1, 2, 3)]
+    result = run(check_command, "--max-denials", "2", "--cooldown", "600", *stranger, att("s1", 2))
+    lines = result.stdout.splitlines()
+    assert [line.split(": ", 1)[1].split()[0] for line in lines] == [
+        "DENIED",
+        "DENIED",
+        "REFUSED",
+        "REFUSED",
+    ]
+    # Even the enrolled person (last) waits out the cooldown.
+    assert re.search(r"REFUSED \(locked after 2 denials; retry in \d+ s\)$", lines[3])
+    assert result.exit_code == 1
+    audit = run(face_admin, "audit", "--json").stdout.splitlines()
+    assert [json.loads(line)["decision"] for line in audit] == [
+        "denied",
+        "denied",
+        "refused",
+        "refused",
+    ]
+
+
+def test_other_models_embeddings_are_not_compared(run, att):
+    run(enroll_command, "s1", att("s1", 1))
+    with sqlite3.connect(run.db) as db:
+        db.execute("UPDATE embeddings SET model_id = 'an-older-model'")
+    result = run(check_command, att("s1", 2))
+    assert result.exit_code == 1 and result.stdout == "DENIED (nobody enrolled)\n"
+    assert result.stderr == "note: enrolled with another model, re-enrol: s1\n"
+
+
+def test_camera_mode_needs_consecutive_matches_and_runs_the_door_command(run, att, tmp_path):
+    run(enroll_command, "s1", att("s1", 1), att("s1", 2))
+    video = tmp_path / "door.avi"
+    frames = [att("s9", 1)] * 2 + [att("s1", n) for n in (4, 6, 7, 10)]
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (92, 112))
+    for path in frames:
+        writer.write(cv2.imread(str(path)))
+    writer.release()
+    opened = tmp_path / "opened.txt"
+    result = run(check_command, "--camera", video, "--consecutive", "3",
+                 "--on-grant", f'printf "%s" "$FACE_NAME" > {opened}')  # fmt: skip
+    assert result.exit_code == 0
+    # Two denied frames are not enough for a denial; s1 granted at the third s1 frame (#4).
+    (line,) = result.stdout.splitlines()
+    assert line.startswith(f"camera:{video}#4: GRANTED s1 (distance 0.")
+    assert opened.read_text() == "s1"
+
+
+def test_enrol_from_a_camera_takes_the_usable_frames(run, att, tmp_path):
+    video = tmp_path / "enrol.avi"
+    blank = np.full((112, 92, 3), 128, np.uint8)
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (92, 112))
+    for frame in [blank, cv2.imread(str(att("s3", 1))), blank, cv2.imread(str(att("s3", 2)))]:
+        writer.write(frame)
+    writer.release()
+    result = run(enroll_command, "s3", "--camera", video, "--frames", "2")
+    assert result.exit_code == 0 and result.stdout == "enrolled s3: 2 face(s)\n"
+    with sqlite3.connect(run.db) as db:
+        rows = db.execute(
+            "SELECT source, detector, length(source_sha256) FROM embeddings ORDER BY id"
+        ).fetchall()
+    # Frames have no file: their digest is that of the pixels.
+    assert rows == [(f"camera:{video}#1", "yunet", 64), (f"camera:{video}#3", "yunet", 64)]
+
+
+def test_corrupt_database_is_one_line_exit_2(run, att):
+    run.db.write_bytes(b"\x00garbage" * 500)
+    for result in (run(check_command, att("s1", 1)), run(face_admin, "list")):
+        assert result.exit_code == 2
+        assert result.stderr == (
+            f"error: {run.db}: not a usable face database (file is not a database)\n"
+        )
+
+
+def test_checking_against_a_missing_database_creates_none(run, att):
+    result = run(check_command, att("s1", 1))
+    assert result.exit_code == 2 and "no face database here" in result.stderr
+    assert not run.db.exists()
+
+
+def test_camera_that_cannot_be_opened(run):
+    FaceStore(run.db).close()
+    result = run(check_command, "--camera", "7")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+
+
+def test_image_files_and_camera_are_exclusive(run, att):
+    result = run(check_command, att("s1", 1), "--camera", "0")
+    assert result.exit_code == 2 and "either image files or --camera" in result.stderr
+
+
+@pytest.mark.slow
+def test_door_scenario_on_att_faces(tmp_path, data_dir, dlib_dat, yunet_onnx):
+    """The issue's scenario: enrol half of the 40 people with 5 photos, then check every other
+    photo of them (should be granted as themselves) and all 200 of the other half."""
+    models = ("--weights", str(dlib_dat), "--detector-model", str(yunet_onnx))
+    figures = door_scenario(
+        data_dir / "faces" / "att_faces", tmp_path / "faces.db", model_args=models
+    )
+    assert (figures.genuine_probes, figures.impostor_probes) == (100, 200)
+    assert (figures.wrong_person, figures.impostors_granted, figures.errors) == (0, 0, 0)
+    assert figures.true_accept_rate >= 0.95  # measured 0.97; dlib's own: 0.94 with no impostor
+
+
+def test_happy_house_door(run, data_dir):
+    """reference/faces.md: the database photos enrolled, then camera_0..5 at the door. Each
+    camera face matches its person in the database (checked by eye: same face and shirt);
+    camera_0 is younes as in the course, and camera_2 is not kian."""
+    images = data_dir / "faces" / "happy_house" / "images"
+    database = ["danielle.png", "younes.jpg", "tian.jpg", "andrew.jpg", "kian.jpg", "dan.jpg",
+                "sebastiano.jpg", "bertrand.jpg", "kevin.jpg", "felix.jpg", "benoit.jpg",
+                "arnaud.jpg"]  # fmt: skip
+    for photo in database:
+        assert run(enroll_command, photo.split(".")[0], images / photo).exit_code == 0
+    cameras = [images / f"camera_{n}.jpg" for n in range(6)]
+    result = run(check_command, "--json", *cameras)
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [a["decision"] for a in answers] == ["granted"] * 6 and result.exit_code == 0
+    assert [a["name"] for a in answers] == ["younes", "bertrand", "benoit", "bertrand", "dan",
+                                            "arnaud"]  # fmt: skip
