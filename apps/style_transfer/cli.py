@@ -39,43 +39,105 @@ def _names(value: str | None) -> tuple[str, ...] | None:
 @click.argument("content", type=click.Path(dir_okay=False, path_type=str))
 @click.argument("styles", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
 @click.option("-o", "--output", help="Result file [default: <content>_stylized.<ext> beside it].")
-@click.option("--size", default=384, show_default=True,
-              help="Longest side of the result in pixels (0: the content's own; at most 1024).")
+@click.option(
+    "--size",
+    default=384,
+    show_default=True,
+    help="Longest side of the result in pixels (0: the content's own; at most 1024).",
+)
 @click.option("--iterations", default=300, show_default=True, help="Iterations at every scale.")
 @click.option("--content-weight", default=1.0, show_default=True)
-@click.option("--style-weight", default=100.0, show_default=True,
-              help="Lower (10) keeps more of the content; higher paints over it.")
-@click.option("--tv-weight", default=0.01, show_default=True,
-              help="Total variation: higher smooths away speckle.")
+@click.option(
+    "--style-weight",
+    default=100.0,
+    show_default=True,
+    help="Lower (10) keeps more of the content; higher paints over it.",
+)
+@click.option(
+    "--tv-weight",
+    default=0.01,
+    show_default=True,
+    help="Total variation: higher smooths away speckle.",
+)
 @click.option("--content-layer", help="Layer the content is read from [default: per network].")
 @click.option("--style-layers", help="Comma-separated layers the style is read from.")
-@click.option("--style-scale", default=1.0, show_default=True,
-              help="Style image size relative to the content's; smaller gives larger strokes.")
+@click.option(
+    "--style-scale",
+    default=1.0,
+    show_default=True,
+    help="Style image size relative to the content's; smaller gives larger strokes.",
+)
 @click.option("--style-blend", help="Weights of several style images, e.g. 0.7,0.3.")
-@click.option("--preserve-colors", is_flag=True,
-              help="Transfer the style's luminance only and keep the content's colours.")
-@click.option("--scales", default=1, show_default=True,
-              help="Coarse-to-fine: start at size/2^(scales-1) and double up to --size.")
-@click.option("--save-every", default=0, show_default=True,
-              help="Also write <output>_<iteration> every N iterations.")
-@click.option("--logdir", type=click.Path(file_okay=False, path_type=str),
-              help="TensorBoard folder: loss parts and the image as it forms.")
-@click.option("--model", type=click.Choice(["auto", "vgg19", "squeezenet"]), default="auto",
-              show_default=True, help="auto: VGG-19 when its weights can be had, else SqueezeNet.")
-@click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), default="lbfgs",
-              show_default=True)
-@click.option("--learning-rate", default=4.0, show_default=True,
-              help="Adam's step in pixel levels (0-255).")
-@click.option("--init", type=click.Choice(["content", "noise", "style"]), default="content",
-              show_default=True, help="The image the optimisation starts from.")
+@click.option(
+    "--preserve-colors",
+    is_flag=True,
+    help="Transfer the style's luminance only and keep the content's colours.",
+)
+@click.option(
+    "--scales",
+    default=1,
+    show_default=True,
+    help="Coarse-to-fine: start at size/2^(scales-1) and double up to --size.",
+)
+@click.option(
+    "--save-every",
+    default=0,
+    show_default=True,
+    help="Also write <output>_<iteration> every N iterations.",
+)
+@click.option(
+    "--logdir",
+    type=click.Path(file_okay=False, path_type=str),
+    help="TensorBoard folder: loss parts and the image as it forms.",
+)
+@click.option(
+    "--model",
+    type=click.Choice(["auto", "vgg19", "squeezenet"]),
+    default="auto",
+    show_default=True,
+    help="auto: VGG-19 when its weights can be had, else SqueezeNet.",
+)
+@click.option(
+    "--optimizer", type=click.Choice(["lbfgs", "adam"]), default="lbfgs", show_default=True
+)
+@click.option(
+    "--learning-rate", default=4.0, show_default=True, help="Adam's step in pixel levels (0-255)."
+)
+@click.option(
+    "--init",
+    type=click.Choice(["content", "noise", "style"]),
+    default="content",
+    show_default=True,
+    help="The image the optimisation starts from.",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the noise start.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @debug_option
 @user_errors
 def main(
-    content, styles, output, size, iterations, content_weight, style_weight, tv_weight,
-    content_layer, style_layers, style_scale, style_blend, preserve_colors, scales, save_every,
-    logdir, model, optimizer, learning_rate, init, seed, as_json, debug,
+    content,
+    styles,
+    output,
+    size,
+    iterations,
+    content_weight,
+    style_weight,
+    tv_weight,
+    content_layer,
+    style_layers,
+    style_scale,
+    style_blend,
+    preserve_colors,
+    scales,
+    save_every,
+    logdir,
+    model,
+    optimizer,
+    learning_rate,
+    init,
+    seed,
+    as_json,
+    debug,
 ):
     """Paint CONTENT in the manner of STYLES (Gatys et al. neural style transfer)."""
     quiet_tensorflow()
@@ -130,7 +192,8 @@ def main(
         f"{result.iterations} {result.optimizer} iterations in {result.seconds:.1f} s)"
     )
     click.echo(
-        "loss " + "  ".join(
+        "loss "
+        + "  ".join(
             f"{name} {result.first[name]:.4g} -> {result.last[name]:.4g}"
             for name in ("total", "content", "style", "tv")
         )

@@ -32,8 +32,21 @@ def test_end_to_end_with_squeezenet(offline_weights, style_images, tmp_path):
     logdir = tmp_path / "logs"
     result = CliRunner().invoke(
         main,
-        [str(content), str(style), "--model", "squeezenet", "--size", "64", "--iterations", "6",
-         "--save-every", "3", "--logdir", str(logdir), "--json"],
+        [
+            str(content),
+            str(style),
+            "--model",
+            "squeezenet",
+            "--size",
+            "64",
+            "--iterations",
+            "6",
+            "--save-every",
+            "3",
+            "--logdir",
+            str(logdir),
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output + result.stderr
     report = json.loads(result.stdout)
@@ -62,9 +75,27 @@ def test_human_output_with_scales_colors_adam_and_noise(offline_weights, style_i
     output = tmp_path / "out.jpg"
     result = CliRunner().invoke(
         main,
-        [str(content), str(style), "-o", str(output), "--model", "squeezenet", "--size", "96",
-         "--scales", "2", "--iterations", "2", "--preserve-colors", "--optimizer", "adam",
-         "--init", "noise", "--seed", "1"],
+        [
+            str(content),
+            str(style),
+            "-o",
+            str(output),
+            "--model",
+            "squeezenet",
+            "--size",
+            "96",
+            "--scales",
+            "2",
+            "--iterations",
+            "2",
+            "--preserve-colors",
+            "--optimizer",
+            "adam",
+            "--init",
+            "noise",
+            "--seed",
+            "1",
+        ],
     )
     assert result.exit_code == 0, result.output + result.stderr
     first, second = result.stdout.strip().splitlines()
@@ -154,9 +185,7 @@ def test_auto_falls_back_to_squeezenet_when_vgg19_cannot_be_had(
         features.choose_network("resnet", notices.append)
 
 
-def test_vgg19_weights_are_found_in_the_keras_cache_then_the_weights_folder(
-    tmp_path, monkeypatch
-):
+def test_vgg19_weights_are_found_in_the_keras_cache_then_the_weights_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(features.keras.utils, "get_file", pytest.fail)  # never downloads here
     folder = tmp_path / "weights" / "vgg"
     folder.mkdir(parents=True)

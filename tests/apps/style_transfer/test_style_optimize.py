@@ -72,9 +72,7 @@ def test_blended_styles_equal_one_style_with_the_blended_grams(features):
     mostly_stripes = Objective(features, content, [stripes, flat], weights, style_blend=(9, 1))
     mostly_flat = Objective(features, content, [stripes, flat], weights, style_blend=(1, 9))
     at_stripes = stripes.copy()
-    assert (
-        mostly_stripes.evaluate(at_stripes)[0].style < mostly_flat.evaluate(at_stripes)[0].style
-    )
+    assert mostly_stripes.evaluate(at_stripes)[0].style < mostly_flat.evaluate(at_stripes)[0].style
     with pytest.raises(InputError, match="2 weights for 1 style"):
         Objective(features, content, [stripes], weights, style_blend=(1, 2))
     with pytest.raises(InputError, match="not all zero"):
