@@ -26,7 +26,9 @@ class FaceEmbedder:
 
     def __init__(self, weights: str | Path = "dlib", batch_size: int = 32):
         self.batch_size = batch_size
-        self._model = dlib_face_resnet(weights)
+        # The inference form with dlib's affine layers folded into the convolutions: the same
+        # descriptors (oracle test) in 11 ms instead of 13 for a chip and its mirror.
+        self._model = dlib_face_resnet(weights, folded=True)
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
         chips = np.asarray(chips)
