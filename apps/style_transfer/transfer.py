@@ -40,6 +40,7 @@ class StylizeResult:
     content: str
     styles: list[str]
     model: str
+    precision: str
     content_layer: str
     style_layers: list[str]
     size: list[int]  # [height, width] of the result
@@ -134,6 +135,7 @@ def stylize(
     settings: TransferSettings | None = None,
     *,
     model: str = "auto",
+    precision: str = "float32",
     content_layer: str | None = None,
     style_layers: Sequence[str] | None = None,
     save_every: int = 0,
@@ -144,7 +146,9 @@ def stylize(
     """Paint the image ``content`` in the manner of ``styles`` and write it to ``output``.
 
     ``save_every`` > 0 also writes ``<output stem>_<iteration>.<ext>`` every so many
-    iterations (counted over all scales); ``logdir`` records TensorBoard summaries.
+    iterations (counted over all scales); ``precision`` is the feature network's arithmetic
+    (``features.PRECISIONS``; bfloat16 only when asked for); ``logdir`` records TensorBoard
+    summaries.
     ``notice`` receives one-line messages (a network fallback, a size reduced); by default
     they go to stderr, keeping stdout for results.
     """
@@ -167,7 +171,7 @@ def stylize(
 
     network, weights = feature_networks.choose_network(model, notice)
     features, content_layer, style_layers = feature_networks.build_features(
-        network, weights, content_layer, style_layers
+        network, weights, content_layer, style_layers, precision
     )
 
     history: list[dict[str, float]] = []
@@ -204,6 +208,7 @@ def stylize(
         content=str(content),
         styles=[str(style) for style in styles],
         model=network.name,
+        precision=precision,
         content_layer=content_layer,
         style_layers=list(style_layers),
         size=list(result.shape[:2]),
