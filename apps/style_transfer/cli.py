@@ -102,7 +102,7 @@ def _names(value: str | None) -> tuple[str, ...] | None:
     type=click.Choice(["float32", "bfloat16"]),
     default="float32",
     show_default=True,
-    help="The network's arithmetic; bfloat16 is several times faster on CPUs with AMX.",
+    help="The network's arithmetic; bfloat16 runs VGG-19 several times faster on CPUs with AMX.",
 )
 @click.option(
     "--optimizer", type=click.Choice(["lbfgs", "adam"]), default="lbfgs", show_default=True

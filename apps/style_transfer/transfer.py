@@ -28,7 +28,8 @@ from shared.errors import InputError
 from shared.images import read_image, write_image
 
 # The longest side a CPU handles in reasonable time: one VGG-19 iteration at 1024x1024 is
-# about four times the ~1 s of 512x512. Larger requests are scaled down with a notice.
+# about four times the ~3 s (float32; well under 1 s with --precision bfloat16 on AMX) of
+# 512x512 on two cores. Larger requests are scaled down with a notice.
 MAX_SIDE = 1024
 
 
