@@ -7,8 +7,11 @@ descriptor 53 ms, one thread).
 
     CONVNET_APPS_SHARED=../shared python bench/bench_face_check.py [--repeat 30] [--threads 1]
 
-The photo is made here: a real glint face (112x112, scaled to 224x224) pasted into a real
-640x480 street frame from the car data set, saved as JPEG and decoded on every check.
+The photo is made here: a real Happy House camera face (``camera_0.jpg``, 96x96, scaled to
+224x224) pasted into a real street frame from the car data set (``0001.jpg``, its centre 4:3
+part shrunk to 640x480), saved as JPEG and decoded on every check; the script checks that the
+photo holds exactly one detectable face. The same person's database photo (``younes.jpg``) is
+enrolled, so the check runs the whole path to a grant. The reserved glint set is not used.
 The search among 100,000 enrolled faces has its own script, ``bench/bench_face_search.py``.
 """
 
@@ -30,14 +33,18 @@ DLIB_DESCRIPTOR_MS = 53.0
 GOAL_CHECK_MS = 25.0
 
 
-def _median_ms(action, repeat: int) -> float:
+def _times_ms(action, repeat: int, clock=time.perf_counter) -> list[float]:
     action()  # warm-up: graph tracing, caches
     times = []
     for _ in range(repeat):
-        begin = time.perf_counter()
+        begin = clock()
         action()
-        times.append(time.perf_counter() - begin)
-    return 1000 * statistics.median(times)
+        times.append(1000 * (clock() - begin))
+    return times
+
+
+def _median_ms(action, repeat: int, clock=time.perf_counter) -> float:
+    return statistics.median(_times_ms(action, repeat, clock))
 
 
 def main() -> None:
@@ -71,11 +78,14 @@ def main() -> None:
     pipeline.embedder.embed(np.zeros((1, 150, 150, 3), np.uint8))  # builds the compiled graph
     loaded = time.perf_counter()
 
-    street = read_image(shared / "data" / "cars" / "driveai" / "images" / "test.jpg")
-    frame = cv2.resize(street, (640, 480), interpolation=cv2.INTER_AREA)
-    face = read_image(
-        shared / "data" / "faces" / "glint360k_celebrity_subset" / "Barack Obama" / "1.png"
-    )
+    happy_house = shared / "data" / "faces" / "happy_house" / "images"
+    street = read_image(shared / "data" / "cars" / "driveai" / "images" / "0001.jpg")
+    height, width = street.shape[:2]
+    crop_width = min(width, height * 4 // 3)
+    left = (width - crop_width) // 2
+    centre = street[:, left : left + crop_width]
+    frame = cv2.resize(centre, (640, 480), interpolation=cv2.INTER_AREA)
+    face = read_image(happy_house / "camera_0.jpg")
     frame[120:344, 260:484] = cv2.resize(face, (224, 224), interpolation=cv2.INTER_CUBIC)
 
     with tempfile.TemporaryDirectory() as folder:
@@ -84,17 +94,16 @@ def main() -> None:
             str(photo), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92]
         )
         store = FaceStore(Path(folder) / "faces.db")
-        enrol_face = read_image(
-            shared / "data" / "faces" / "glint360k_celebrity_subset" / "Barack Obama" / "0.png"
-        )
-        enrol(store, pipeline, "obama", [("enrol.png", enrol_face)])
+        enrol(store, pipeline, "younes", [("younes.jpg", happy_house / "younes.jpg")])
         checker = DoorChecker(store, pipeline, max_denials=0)
         result = checker.check_image(str(photo), photo)
         print(f"decision on the photo: {result.line()}")
 
         rgb = read_image(photo)
         found = pipeline.detector.detect(rgb)
-        best = max(found, key=lambda f: f.size)
+        if len(found) != 1:
+            sys.exit(f"the bench photo should hold one face; the detector finds {len(found)}")
+        best = found[0]
         chip = align_face(rgb, best.landmarks)
         vector = pipeline.embedder.embed(chip[None])[0]
         stages = {
@@ -106,10 +115,18 @@ def main() -> None:
             ),
             "search": _median_ms(lambda: checker.decide(vector), args.repeat),
         }
-        end_to_end = _median_ms(lambda: checker.check_image(str(photo), photo), args.repeat)
+        checks = _times_ms(lambda: checker.check_image(str(photo), photo), args.repeat)
+        end_to_end = statistics.median(checks)
+        # CPU time of the whole process (every thread) per check: on a machine shared with
+        # other jobs the wall time includes waiting for a core; with one thread, the CPU
+        # time is what the check costs on a quiet machine.
+        cpu = _median_ms(
+            lambda: checker.check_image(str(photo), photo), args.repeat, time.process_time
+        )
         store.close()
 
     threads = args.threads or os.cpu_count()
+    print(f"load average over the last minute: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(f"threads: {threads}; repeat: {args.repeat} (medians)")
     print(f"start-up (python + imports): {1000 * (imported - START):.0f} ms")
     load_ms = 1000 * (loaded - imported)
@@ -121,6 +138,9 @@ def main() -> None:
         f" (goal < {GOAL_CHECK_MS:.0f}); dlib's pipeline: {DLIB_PHOTO_MS:.0f} ms, "
         f"ratio {DLIB_PHOTO_MS / end_to_end:.1f}x faster"
     )
+    print(f"  CPU time of the process per check: {cpu:.1f} ms")
+    # The fastest of the repeats: the nearest a shared machine gets to a quiet one.
+    print(f"  fastest check of the {args.repeat}: {min(checks):.1f} ms")
     embed_ms = stages["embed (chip + mirror)"]
     print(
         f"  detection {stages['detect']:.1f} ms vs dlib HOG {DLIB_DETECT_MS:.0f} ms; "

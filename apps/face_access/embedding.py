@@ -26,19 +26,24 @@ class FaceEmbedder:
 
     def __init__(self, weights: str | Path = "dlib", batch_size: int = 32):
         self.batch_size = batch_size
-        self._model = dlib_face_resnet(weights)
+        # The inference form with dlib's affine layers folded into the convolutions: the same
+        # descriptors (oracle test), 10 to 15 % faster (11-12.7 ms vs 13-14.3 for a chip and its
+        # mirror on one thread).
+        self._model = dlib_face_resnet(weights, folded=True)
 
-    def embed(self, chips: np.ndarray) -> np.ndarray:
+    def embed(self, chips: np.ndarray, *, mirror: bool = True) -> np.ndarray:
+        """Unit vectors of ``chips``; ``mirror=False`` skips the mirror image (half the time,
+        and on AT&T about one point of true-accept rate less: see the README)."""
         chips = np.asarray(chips)
         if len(chips) == 0:
             return np.zeros((0, 128), np.float32)
         out = []
         for start in range(0, len(chips), self.batch_size):
             batch = preprocess_input(chips[start : start + self.batch_size])
-            both = np.concatenate([batch, batch[:, :, ::-1]])
+            both = np.concatenate([batch, batch[:, :, ::-1]]) if mirror else batch
             # predict_on_batch runs a compiled graph: eager calls of this 150-layer network
             # cost ~10x more per image (measured 135 ms vs 14 ms for a chip and its mirror).
             descriptors = np.asarray(self._model.predict_on_batch(both))
-            out.append((descriptors[: len(batch)] + descriptors[len(batch) :]) / 2)
+            out.append((descriptors[: len(batch)] + descriptors[-len(batch) :]) / 2)
         vectors = np.concatenate(out)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -10,22 +10,41 @@ called with exactly the arguments a user would type, and its JSON output is what
 
     CONVNET_APPS_WEIGHTS_DIR=../shared/weights python -m apps.face_access.evaluate \
         ../shared/data/faces/att_faces
+
+One fixed split says little about a threshold: whether one look-alike lands among the
+impostors decides it. ``--splits N`` runs the harder development protocol instead: every
+photo is embedded once by the same pipeline, then N random splits each enrol a random half
+of the people with ``--enrol`` random photos each and decide every other photo with the
+commands' own rule (``GalleryIndex`` and ``decide``). It prints the mean and spread of the
+true-accept rate, the wrong-person and impostor grants over all splits, the share of splits
+that let an impostor in, and the nearest impostor of all: the largest safe threshold.
+
+    python -m apps.face_access.evaluate ../shared/data/faces/att_faces --splits 200 --enrol 2
+
+``--levers`` compares, on the same random splits, other ways to score a probe (cohort
+normalisation, a per-person threshold from the enrolment spread, the margin's value) and
+other embeddings (no mirror image, test-time augmentation by small shifts and scales),
+each by its true-accept rate at the strictest threshold that grants no impostor in any
+split (and at a pooled false-accept rate of 1e-3): see ``LEVER_SCORES``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
+import numpy as np
 from click.testing import CliRunner
 
 from apps.face_access.cli import check_command, enroll_command
-from apps.face_access.decision import DEFAULT_THRESHOLD
-from shared.images import list_images
+from apps.face_access.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD, GalleryIndex, decide
+from shared.errors import InputError
+from shared.images import list_images, read_image
 
 
 @dataclass(frozen=True)
@@ -109,12 +128,270 @@ def door_scenario(
     )
 
 
+@dataclass(frozen=True)
+class SplitFigures:
+    """The door scenario over many random splits (``random_splits``)."""
+
+    splits: int
+    true_accept_rates: np.ndarray  # one per split
+    wrong_person: int  # over all splits
+    impostors_granted: int
+    impostor_probes: int
+    splits_with_impostor: int
+    nearest_impostor: float  # the smallest best-person distance of any impostor probe
+
+    def summary(self) -> str:
+        rates = self.true_accept_rates
+        return (
+            f"{self.splits} splits; TAR {rates.mean():.3f} +/- {rates.std():.3f} "
+            f"(min {rates.min():.3f}), wrong person {self.wrong_person}, impostors granted "
+            f"{self.impostors_granted}/{self.impostor_probes} in "
+            f"{self.splits_with_impostor}/{self.splits} splits, nearest impostor "
+            f"{self.nearest_impostor:.3f}"
+        )
+
+
+def embed_folder(folder: Path, pipeline) -> tuple[np.ndarray, np.ndarray]:
+    """Person index and unit vector of every photo of ``folder`` (NaN rows: no usable face)."""
+    people = sorted(p for p in folder.iterdir() if p.is_dir())
+    labels, vectors = [], []
+    for index, person in enumerate(people):
+        for photo in sorted(list_images(person), key=lambda p: p.name):
+            try:
+                vector = pipeline.face_vector(read_image(photo), photo).vector
+            except InputError as err:
+                click.echo(f"no usable face: {err}", err=True)
+                vector = np.full(128, np.nan, np.float32)
+            labels.append(index)
+            vectors.append(vector)
+    return np.array(labels), np.stack(vectors)
+
+
+def random_splits(
+    labels: np.ndarray,
+    vectors: np.ndarray,
+    *,
+    splits: int,
+    enrol: int,
+    seed: int = 0,
+    threshold: float = DEFAULT_THRESHOLD,
+    margin: float = DEFAULT_MARGIN,
+) -> SplitFigures:
+    """The door scenario on ``splits`` random halves of the people, ``enrol`` random photos each.
+
+    A photo without a usable face (a NaN row) enrols nothing and, as a probe, is not granted.
+    """
+    rng = np.random.default_rng(seed)
+    people = np.unique(labels)
+    usable = ~np.isnan(vectors).any(axis=1)
+    rates, wrong, granted_impostors, impostor_probes, unlucky, nearest = [], 0, 0, 0, 0, math.inf
+    for _ in range(splits):
+        enrolled = rng.permutation(people)[: len(people) // 2]
+        gallery_rows, probe_rows = [], []
+        for person in people:
+            rows = rng.permutation(np.flatnonzero(labels == person))
+            if person in enrolled:
+                gallery_rows += [row for row in rows[:enrol] if usable[row]]
+                probe_rows += list(rows[enrol:])
+            else:
+                probe_rows += list(rows)
+        names = [str(person) for person in people]
+        index = GalleryIndex(names, vectors[gallery_rows], labels[gallery_rows])
+        right = genuine = split_impostors = 0
+        for row in probe_rows:
+            is_enrolled = labels[row] in enrolled
+            genuine += is_enrolled
+            impostor_probes += not is_enrolled
+            if not usable[row]:
+                continue
+            decision = decide(index, vectors[row], threshold, margin)
+            if not is_enrolled:
+                nearest = min(nearest, decision.distance)
+            if decision.granted:
+                if not is_enrolled:
+                    split_impostors += 1
+                elif decision.name == str(labels[row]):
+                    right += 1
+                else:
+                    wrong += 1
+        rates.append(right / genuine)
+        granted_impostors += split_impostors
+        unlucky += split_impostors > 0
+    return SplitFigures(
+        splits, np.array(rates), wrong, granted_impostors, impostor_probes, unlucky, nearest
+    )
+
+
+# Chip variants of the test-time augmentation: (scale about the chip centre, shift x, shift y)
+# of the alignment template, in chip pixels.
+TTA_TEMPLATES = ((1.0, 0, 0), (0.95, 0, 0), (1.05, 0, 0), (1.0, 3, 0), (1.0, -3, 0), (1.0, 0, 3))
+TTA_TEMPLATES += ((1.0, 0, -3),)
+PIPELINE_EMBEDDING = "chip + mirror"
+TTA_EMBEDDING = "TTA (7 chips + mirrors)"
+
+
+def embed_folder_variants(folder: Path, pipeline) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Person index per photo and three embeddings of each: the pipeline's (chip and mirror),
+    the chip alone, and the mean over ``TTA_TEMPLATES`` chips and their mirrors."""
+    from apps.face_access.alignment import YUNET_CHIP_TEMPLATE, align_face
+
+    labels, vectors = embed_folder(folder, pipeline)
+    single, augmented = np.full_like(vectors, np.nan), np.full_like(vectors, np.nan)
+    photos = [
+        photo
+        for person in sorted(p for p in folder.iterdir() if p.is_dir())
+        for photo in sorted(list_images(person), key=lambda p: p.name)
+    ]
+    centre = np.full(2, 75.0)
+    for row, photo in enumerate(photos):
+        if np.isnan(vectors[row]).any():
+            continue
+        rgb = read_image(photo)
+        face = pipeline.usable_face(rgb, photo)
+        chips = np.stack(
+            [
+                align_face(rgb, face.landmarks, (YUNET_CHIP_TEMPLATE - centre) * k + centre + shift)
+                for k, *shift in TTA_TEMPLATES
+            ]
+        )
+        single[row] = pipeline.embedder.embed(chips[:1], mirror=False)[0]
+        mean = pipeline.embedder.embed(chips).mean(axis=0)
+        augmented[row] = mean / np.linalg.norm(mean)
+    return labels, {
+        "chip + mirror": vectors,
+        "chip alone": single,
+        "TTA (7 chips + mirrors)": augmented,
+    }
+
+
+def _nearest_others(sorted_distances: np.ndarray) -> np.ndarray:
+    return sorted_distances[:, 1:6].mean(axis=1)
+
+
+# Scores of a probe from its distances to every enrolled person (sorted, nearest first) and
+# the enrolment spread of the nearest person, relative to the median spread (lower: grant).
+LEVER_SCORES = {
+    "distance (the rule)": lambda d, spread: np.where(d[:, 1] - d[:, 0] >= 0.05, d[:, 0], 9),
+    "distance, no margin": lambda d, spread: d[:, 0],
+    "distance, margin 0.10": lambda d, spread: np.where(d[:, 1] - d[:, 0] >= 0.10, d[:, 0], 9),
+    "ratio best / second": lambda d, spread: d[:, 0] / d[:, 1],
+    "cohort: best - mean(5 next)": lambda d, spread: d[:, 0] - _nearest_others(d),
+    "cohort: best - 0.5 mean(5 next)": lambda d, spread: d[:, 0] - 0.5 * _nearest_others(d),
+    "cohort: z-score vs all others": lambda d, spread: (
+        (d[:, 0] - d[:, 1:].mean(1)) / d[:, 1:].std(1)
+    ),
+    "per person: best - 0.25 spread": lambda d, spread: d[:, 0] - 0.25 * spread,
+}
+
+
+def lever_table(
+    labels: np.ndarray,
+    embeddings: dict[str, np.ndarray],
+    *,
+    splits: int,
+    enrol: int,
+    seed: int = 0,
+) -> list[str]:
+    """One line per (embedding, score): TAR at zero impostors and at a pooled FAR of 1e-3.
+
+    Each embedding is used for enrolment and probes alike, plus TTA at enrolment only with
+    the pipeline's probes. Every variant sees the same splits.
+    """
+    pairs = [(name, name) for name in embeddings]
+    if {TTA_EMBEDDING, PIPELINE_EMBEDDING} <= embeddings.keys():
+        pairs.append((TTA_EMBEDDING, PIPELINE_EMBEDDING))
+    lines = []
+    for gallery_name, probe_name in pairs:
+        rng = np.random.default_rng(seed)
+        people = np.unique(labels)
+        rows_distances, spreads, rights, truths = [], [], [], []
+        for _ in range(splits):
+            enrolled = np.sort(rng.permutation(people)[: len(people) // 2])
+            gallery, owners, probes = [], [], []
+            for person in people:
+                rows = rng.permutation(np.flatnonzero(labels == person))
+                if person in enrolled:
+                    gallery += list(rows[:enrol])
+                    owners += [person] * len(rows[:enrol])
+                    probes += list(rows[enrol:])
+                else:
+                    probes += list(rows)
+            g, p = embeddings[gallery_name][gallery], embeddings[probe_name][probes]
+            owners = np.array(owners)
+            pair = np.linalg.norm(p[:, None] - g[None], axis=2)
+            per_person = np.stack([np.nanmin(pair[:, owners == q], axis=1) for q in enrolled], 1)
+            spread = np.array(
+                [
+                    np.nanmean(
+                        np.linalg.norm(g[owners == q][:, None] - g[owners == q][None], axis=2)
+                    )
+                    for q in enrolled
+                ]
+            )
+            order = np.argsort(per_person, axis=1)
+            rows_distances.append(np.take_along_axis(per_person, order, axis=1))
+            spreads.append(spread[order[:, 0]])
+            rights.append(enrolled[order[:, 0]] == labels[probes])
+            truths.append(np.isin(labels[probes], enrolled))
+        distances, spread = np.concatenate(rows_distances), np.concatenate(spreads)
+        right, genuine = np.concatenate(rights), np.concatenate(truths)
+        spread = np.nan_to_num(spread - np.nanmedian(spread))
+        for rule, score_of in LEVER_SCORES.items():
+            with np.errstate(divide="ignore", invalid="ignore"):  # 0/0: no score, denied
+                score = np.nan_to_num(score_of(distances, spread), nan=9.0)
+            impostor_scores = np.sort(score[~genuine])
+            figures = []
+            for far in (0.0, 1e-3):
+                limit = impostor_scores[int(far * len(impostor_scores))]
+                granted = (score < limit) & genuine & right
+                figures.append(granted.sum() / genuine.sum())
+            variant = gallery_name if gallery_name == probe_name else "TTA enrolment only"
+            lines.append(
+                f"{variant:24s} {rule:32s} TAR {figures[0]:.3f} (no impostor) "
+                f"{figures[1]:.3f} (FAR 1e-3)"
+            )
+    return lines
+
+
 @click.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--enrol", default=5, show_default=True, help="Photos enrolled per person.")
 @click.option("--threshold", default=DEFAULT_THRESHOLD, show_default=True)
-def main(folder: Path, enrol: int, threshold: float) -> None:
+@click.option("--margin", default=DEFAULT_MARGIN, show_default=True, help="With --splits only.")
+@click.option(
+    "--splits", default=0, show_default=True, help="Random splits (0: the fixed one, by CLI)."
+)
+@click.option("--seed", default=0, show_default=True, help="Of the random splits.")
+@click.option("--levers", is_flag=True, help="Compare scores and embeddings (with --splits).")
+def main(
+    folder: Path, enrol: int, threshold: float, margin: float, splits: int, seed: int, levers: bool
+) -> None:
     """Print the door scenario's figures for FOLDER (a face set, one folder per person)."""
+    if splits and levers:
+        from apps.face_access.pipeline import FacePipeline  # loads TensorFlow
+
+        labels, embeddings = embed_folder_variants(folder, FacePipeline())
+        for line in lever_table(labels, embeddings, splits=splits, enrol=enrol, seed=seed):
+            click.echo(line)
+        sys.exit(0)
+    if splits:
+        from apps.face_access.pipeline import FacePipeline  # loads TensorFlow
+
+        labels, vectors = embed_folder(folder, FacePipeline())
+        figures = random_splits(
+            labels,
+            vectors,
+            splits=splits,
+            enrol=enrol,
+            seed=seed,
+            threshold=threshold,
+            margin=margin,
+        )
+        click.echo(
+            f"{folder.name}, enrol {enrol}, threshold {threshold}, margin {margin}: "
+            + figures.summary()
+        )
+        sys.exit(0)
     with tempfile.TemporaryDirectory() as scratch:
         figures = door_scenario(
             folder, Path(scratch) / "faces.db", enrol=enrol, threshold=threshold

@@ -9,7 +9,11 @@ Why SQLite and these settings:
   would leave a window); SQLite gives its ``-wal`` and ``-shm`` side files the
   same mode.
 - WAL journal: a door checking faces keeps reading while an administrator
-  enrols someone, and readers never block the writer.
+  enrols someone, and readers never block the writer. ``synchronous = NORMAL``
+  (per connection): in WAL mode a commit then never corrupts the file and
+  survives a crash of the process; only a power cut can lose the last commits.
+  With ``FULL`` every audited check waited for an fsync, 3 to 4 ms of a 25 ms
+  door check.
 - Every write is one transaction taken with ``BEGIN IMMEDIATE`` and a busy
   timeout, so two ``face-enroll`` processes started at once queue for the write
   lock instead of failing or losing rows.
@@ -198,6 +202,7 @@ class FaceStore:
         checking while someone else holds the write lock.
         """
         self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.execute("PRAGMA synchronous = NORMAL")
         version = self._user_version()
         self._check_version(version)
         if version:

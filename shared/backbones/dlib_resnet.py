@@ -387,13 +387,17 @@ class ZeroFillAdd(layers.Layer):
         return total
 
 
-def _conv_affine(x, filters: int, kernel_size: int, strides: int, relu: bool, *, name: str):
+def _conv_affine(
+    x, filters: int, kernel_size: int, strides: int, relu: bool, *, name: str, folded: bool
+):
     """dlib's ``con`` -> ``affine`` [-> ``relu``].
 
     dlib pads a convolution by ``kernel // 2`` when its stride is 1 and not at all otherwise,
     i.e. Keras's "same" and "valid". The affine layer sits between the convolution and the
     activation, so ``conv_bn_act`` supplies the convolution alone (dlib's convolutions keep
-    their bias even though an affine follows).
+    their bias even though an affine follows). ``folded``: no affine layer; the loader
+    multiplies it into the convolution (see ``dlib_face_resnet``) and the ReLU is the
+    convolution's own activation, a pattern TensorFlow runs as one fused oneDNN kernel.
     """
     x = conv_bn_act(
         x,
@@ -401,24 +405,26 @@ def _conv_affine(x, filters: int, kernel_size: int, strides: int, relu: bool, *,
         kernel_size,
         strides=strides,
         padding="same" if strides == 1 else "valid",
-        activation=None,
+        activation="relu" if folded and relu else None,
         use_bn=False,
         use_bias=True,
         name=name,
     )
+    if folded:
+        return x
     x = Affine(name=f"{name}_affine")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 
-def dlib_residual_block(x, filters: int, strides: int = 1, *, name: str):
+def dlib_residual_block(x, filters: int, strides: int = 1, *, name: str, folded: bool = False):
     """dlib's ``ares``/``ares_down``: conv-affine-relu, conv-affine, + shortcut, relu.
 
     Unlike ``blocks.residual_basic_block``, the downsampling shortcut is a 2x2/2 average pool
     of the input (no 1x1 projection, hence no parameters) merged by dlib's zero-filling add,
     and normalisation is a frozen affine rather than batch normalisation.
     """
-    y = _conv_affine(x, filters, 3, strides, relu=True, name=f"{name}_1")
-    y = _conv_affine(y, filters, 3, 1, relu=False, name=f"{name}_2")
+    y = _conv_affine(x, filters, 3, strides, relu=True, name=f"{name}_1", folded=folded)
+    y = _conv_affine(y, filters, 3, 1, relu=False, name=f"{name}_2", folded=folded)
     shortcut = x
     if strides != 1:
         shortcut = layers.AveragePooling2D(2, strides=2, padding="valid", name=f"{name}_0_pool")(x)
@@ -426,21 +432,30 @@ def dlib_residual_block(x, filters: int, strides: int = 1, *, name: str):
     return layers.Activation("relu", name=f"{name}_out")(merged)
 
 
-def dlib_face_resnet(weights: str | Path | None = None, *, name: str = "dlib_face_resnet"):
+def dlib_face_resnet(
+    weights: str | Path | None = None, *, name: str = "dlib_face_resnet", folded: bool = False
+):
     """The dlib face ResNet: preprocessed 150x150x3 chips -> 128-d descriptors.
 
     ``weights``: None (random initialisation), ``"dlib"`` (the catalogue's
     ``dlib_face_recognition_resnet_model_v1.dat``, found by the weights resolver) or a path
     to that file. Descriptors are the raw ``fc_no_bias`` output, not L2-normalised, exactly
     as dlib returns them (feed ``preprocess_input(chips)``).
+
+    ``folded=True`` builds the inference form: each affine layer is folded into the
+    convolution before it (``gamma * (W * x + b) + beta`` is a convolution with kernel
+    ``gamma * W`` and bias ``gamma * b + beta``), which removes 29 elementwise layers and lets
+    TensorFlow fuse convolution, bias and ReLU. The descriptors are the same up to float32
+    rounding; the parameter count drops by the 7,104 affine parameters.
     """
     inputs = keras.Input(INPUT_SHAPE, name="chip")
-    x = _conv_affine(inputs, 32, 7, 2, relu=True, name="stem")
+    x = _conv_affine(inputs, 32, 7, 2, relu=True, name="stem", folded=folded)
     x = layers.MaxPooling2D(3, strides=2, padding="valid", name="stem_pool")(x)
     for stage, (filters, blocks, downsample) in enumerate(STAGES, start=1):
         for block in range(1, blocks + 1):
             strides = 2 if downsample and block == 1 else 1
-            x = dlib_residual_block(x, filters, strides, name=f"stage{stage}_block{block}")
+            block_name = f"stage{stage}_block{block}"
+            x = dlib_residual_block(x, filters, strides, name=block_name, folded=folded)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     outputs = layers.Dense(DESCRIPTOR_SIZE, use_bias=False, name="descriptor")(x)
     model = keras.Model(inputs, outputs, name=name)
@@ -485,7 +500,9 @@ def load_dlib_weights(model, dat_path: str | Path) -> None:
     if not np.array_equal(means, RGB_MEANS):
         raise mismatch(f"input means {means.tolist()}")
     counts = [len(by_kind.get(kind, [])) for kind in ("con", "affine", "fc")]
-    if counts != [len(convs), len(affines), len(denses)]:
+    # A folded model has no affine layers: each of the file's is folded into its convolution.
+    folded = not affines
+    if counts != [len(convs), len(convs) if folded else len(affines), len(denses)]:
         raise mismatch(f"{counts[0]} convolutions, {counts[1]} affine, {counts[2]} fc layers")
     for conv, record in zip(convs, by_kind["con"], strict=True):
         attrs = record.attributes
@@ -494,11 +511,20 @@ def load_dlib_weights(model, dat_path: str | Path) -> None:
         want = (conv.filters, *conv.kernel_size, conv.strides[0], conv.padding)
         if got != want or record.arrays["filters"].shape[1] != conv.kernel.shape[2]:
             raise mismatch(f"convolution {conv.name}: file has {got}, model {want}")
+    for layer, record in zip(affines or convs, by_kind["affine"], strict=True):
+        channels = layer.filters if folded else layer.gamma.shape[0]
+        if record.arrays["gamma"].shape != (channels,):
+            raise mismatch(
+                f"{layer.name}: its affine has {record.arrays['gamma'].shape[0]} channels"
+            )
+    for index, (conv, record) in enumerate(zip(convs, by_kind["con"], strict=True)):
         # dlib stores filters (out, in, rows, cols); Keras wants (rows, cols, in, out).
-        conv.set_weights([record.arrays["filters"].transpose(2, 3, 1, 0), record.arrays["biases"]])
-    for affine, record in zip(affines, by_kind["affine"], strict=True):
-        if record.arrays["gamma"].shape != tuple(affine.gamma.shape):
-            raise mismatch(f"affine {affine.name} has {record.arrays['gamma'].shape[0]} channels")
+        kernel, bias = record.arrays["filters"].transpose(2, 3, 1, 0), record.arrays["biases"]
+        if folded:
+            affine = by_kind["affine"][index].arrays
+            kernel, bias = kernel * affine["gamma"], bias * affine["gamma"] + affine["beta"]
+        conv.set_weights([kernel, bias])
+    for affine, record in zip(affines, by_kind["affine"] if affines else [], strict=True):
         affine.set_weights([record.arrays["gamma"], record.arrays["beta"]])
     (dense,), (fc,) = denses, by_kind["fc"]
     if fc.arrays["weights"].shape != tuple(dense.kernel.shape) or "biases" in fc.arrays:

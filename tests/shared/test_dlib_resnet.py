@@ -243,12 +243,19 @@ def test_truncated_real_file_is_weights_error(dlib_dat, tmp_path):
         load_dlib_weights(dlib_face_resnet(), cut)
 
 
-def test_keras_port_reproduces_dlibs_descriptors(offline_weights, reference_dir, dlib_dat):
-    """weights="dlib" goes through the resolver, which finds the package's file."""
+@pytest.mark.parametrize("folded", [False, True])
+def test_keras_port_reproduces_dlibs_descriptors(offline_weights, reference_dir, dlib_dat, folded):
+    """weights="dlib" goes through the resolver, which finds the package's file.
+
+    The folded inference form (affine layers multiplied into the convolutions) must give the
+    same descriptors: it is what the face commands run.
+    """
     oracle = reference_dir / "dlib_oracle"
     chips = np.load(oracle / "chips.npz")["chips"]
     expected = np.load(oracle / "descriptors.npy")
-    model = dlib_face_resnet("dlib")
+    model = dlib_face_resnet("dlib", folded=folded)
+    assert any(isinstance(layer, Affine) for layer in model.layers) is not folded
+    assert model.count_params() == 5_614_592 - (7_104 if folded else 0)
     got = np.asarray(model(preprocess_input(chips), training=False))
     assert got.shape == expected.shape == (60, 128)
     assert np.abs(got - expected).max() < 1e-4

@@ -67,7 +67,7 @@ def test_several_images_json_one_line_each(run, att, tmp_path):
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["decision"] for line in lines] == ["granted", "denied", "error"]
     assert lines[0]["image"] == str(att("s1", 10)) and lines[0]["name"] == "s1"
-    assert lines[0]["threshold"] == 0.33 and 0 < lines[0]["distance"] < 0.33
+    assert lines[0]["threshold"] == 0.31 and 0 < lines[0]["distance"] < 0.31
     assert result.exit_code == 2  # an error outranks a denial
     only_good = run(check_command, "--json", att("s1", 7), att("s1", 10))
     assert only_good.exit_code == 0
@@ -105,7 +105,7 @@ def test_replace_admin_list_remove_and_audit(run, att):
     audit = run(face_admin, "audit", "--since", "1h", "--json")
     (entry,) = [json.loads(line) for line in audit.stdout.splitlines()]
     assert entry["decision"] == "granted" and entry["source"] == str(att("s1", 4))
-    assert entry["model_id"] and entry["threshold"] == 0.33
+    assert entry["model_id"] and entry["threshold"] == 0.31
 
     assert run(face_admin, "remove", "s1").stdout == f"removed s1 (1 embedding) from {run.db}\n"
     missing = run(face_admin, "remove", "s1")
@@ -215,7 +215,7 @@ def test_door_scenario_on_att_faces(tmp_path, data_dir, dlib_dat, yunet_onnx):
     )
     assert (figures.genuine_probes, figures.impostor_probes) == (100, 200)
     assert (figures.wrong_person, figures.impostors_granted, figures.errors) == (0, 0, 0)
-    assert figures.true_accept_rate >= 0.95  # measured 0.97; dlib's own: 0.94 with no impostor
+    assert figures.true_accept_rate >= 0.94  # measured 0.950 at 0.31; dlib's own: 0.94, no impostor
 
 
 def test_happy_house_door(run, data_dir):

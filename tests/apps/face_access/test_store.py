@@ -40,6 +40,8 @@ def test_new_database_is_private_from_the_start_and_in_wal_mode(tmp_path, monkey
     try:
         with FaceStore(path) as store:
             store.enroll("ada", vectors(1), MODEL)
+            # WAL's NORMAL sync (1): no fsync per audited check (see the store's docstring).
+            assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1
             assert mode(path) == 0o600
             assert mode(Path(f"{path}-wal")) == 0o600  # SQLite copies the database's mode
             assert mode(Path(f"{path}-shm")) == 0o600
