@@ -98,6 +98,13 @@ def _names(value: str | None) -> tuple[str, ...] | None:
     help="auto: VGG-19 when its weights can be had, else SqueezeNet.",
 )
 @click.option(
+    "--precision",
+    type=click.Choice(["float32", "bfloat16"]),
+    default="float32",
+    show_default=True,
+    help="The network's arithmetic; bfloat16 runs VGG-19 several times faster on CPUs with AMX.",
+)
+@click.option(
     "--optimizer", type=click.Choice(["lbfgs", "adam"]), default="lbfgs", show_default=True
 )
 @click.option(
@@ -132,6 +139,7 @@ def main(
     save_every,
     logdir,
     model,
+    precision,
     optimizer,
     learning_rate,
     init,
@@ -176,6 +184,7 @@ def main(
             output,
             settings,
             model=model,
+            precision=precision,
             content_layer=content_layer,
             style_layers=_names(style_layers),
             save_every=save_every,
@@ -187,8 +196,9 @@ def main(
         click.echo(json.dumps(result.as_dict()))
         return
     height, width = result.size
+    precision = "" if result.precision == "float32" else f" {result.precision}"
     click.echo(
-        f"wrote {result.output} ({width}x{height}, {result.model}, {result.scales} x "
+        f"wrote {result.output} ({width}x{height}, {result.model}{precision}, {result.scales} x "
         f"{result.iterations} {result.optimizer} iterations in {result.seconds:.1f} s)"
     )
     click.echo(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from apps.style_transfer.optimize import Features
 from shared.backbones import feature_extractor, preprocessing_for
@@ -34,6 +35,18 @@ VGG19_URL = f"https://storage.googleapis.com/tensorflow/keras-applications/vgg19
 VGG19_MD5 = "253f8cb515780f3b799900260a226db6"  # as keras.applications.vgg19 checks it
 
 MODELS = ("auto", "vgg19", "squeezenet")
+
+# The feature network's arithmetic. float32 is the default and the reference; bfloat16 is an
+# explicit opt-in for CPUs with bfloat16 matrix units (AMX, AVX512-BF16), where oneDNN runs the
+# convolutions several times faster. Measured on this project's 2-core AMX machine, VGG-19
+# loss and gradient at 512x512, both in one process: 0.39 s in bfloat16 against 1.62 s in
+# float32, the gradient's cosine to float32's 0.96. On SqueezeNet (1x1 convolutions, small
+# channel counts) the casts eat the gain. Results look alike: tubingen + starry_night, 384 px,
+# 100 iterations, SqueezeNet: final loss 3.35 (bfloat16) and 3.39 (float32), the same strokes
+# and colours. Only the network runs in bfloat16 (weights stay float32, Keras's
+# "mixed_bfloat16"); its outputs are cast back, so the Gram matrices, costs and the optimiser
+# stay in float32.
+PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -129,23 +142,33 @@ def build_features(
     weights: str | Path | None,
     content_layer: str | None = None,
     style_layers: Sequence[str] | None = None,
+    precision: str = "float32",
 ) -> tuple[Features, str, tuple[str, ...]]:
     """The feature function for the optimiser and the layers it reads.
 
     The function maps a (1, H, W, 3) RGB image in [0, 255] to [content activation, style
-    activations...], the network's own preprocessing included (so the gradient flows back to
-    the pixels).
+    activations...] in float32, the network's own preprocessing included (so the gradient
+    flows back to the pixels). ``precision`` is the network's arithmetic (see ``PRECISIONS``).
     """
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     content_layer = content_layer or network.content_layer
     style_layers = tuple(style_layers or network.style_layers)
-    model = feature_extractor(
-        network.backbone,
-        [content_layer, *style_layers],
-        weights=None if weights is None else str(weights),
-    )
+    # Keras layers take the global dtype policy when they are built, so the policy is set for
+    # the build only and put back, leaving later models (and other apps) untouched.
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+    try:
+        model = feature_extractor(
+            network.backbone,
+            [content_layer, *style_layers],
+            weights=None if weights is None else str(weights),
+        )
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
     preprocess = preprocessing_for(network.backbone)
 
     def features(image):
-        return model(preprocess(image))
+        return [tf.cast(activation, tf.float32) for activation in model(preprocess(image))]
 
     return features, content_layer, style_layers

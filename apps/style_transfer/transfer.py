@@ -28,7 +28,8 @@ from shared.errors import InputError
 from shared.images import read_image, write_image
 
 # The longest side a CPU handles in reasonable time: one VGG-19 iteration at 1024x1024 is
-# about four times the ~1 s of 512x512. Larger requests are scaled down with a notice.
+# about four times the ~3 s (float32; well under 1 s with --precision bfloat16 on AMX) of
+# 512x512 on two cores. Larger requests are scaled down with a notice.
 MAX_SIDE = 1024
 
 
@@ -40,6 +41,7 @@ class StylizeResult:
     content: str
     styles: list[str]
     model: str
+    precision: str
     content_layer: str
     style_layers: list[str]
     size: list[int]  # [height, width] of the result
@@ -134,6 +136,7 @@ def stylize(
     settings: TransferSettings | None = None,
     *,
     model: str = "auto",
+    precision: str = "float32",
     content_layer: str | None = None,
     style_layers: Sequence[str] | None = None,
     save_every: int = 0,
@@ -144,7 +147,9 @@ def stylize(
     """Paint the image ``content`` in the manner of ``styles`` and write it to ``output``.
 
     ``save_every`` > 0 also writes ``<output stem>_<iteration>.<ext>`` every so many
-    iterations (counted over all scales); ``logdir`` records TensorBoard summaries.
+    iterations (counted over all scales); ``precision`` is the feature network's arithmetic
+    (``features.PRECISIONS``; bfloat16 only when asked for); ``logdir`` records TensorBoard
+    summaries.
     ``notice`` receives one-line messages (a network fallback, a size reduced); by default
     they go to stderr, keeping stdout for results.
     """
@@ -167,7 +172,7 @@ def stylize(
 
     network, weights = feature_networks.choose_network(model, notice)
     features, content_layer, style_layers = feature_networks.build_features(
-        network, weights, content_layer, style_layers
+        network, weights, content_layer, style_layers, precision
     )
 
     history: list[dict[str, float]] = []
@@ -204,6 +209,7 @@ def stylize(
         content=str(content),
         styles=[str(style) for style in styles],
         model=network.name,
+        precision=precision,
         content_layer=content_layer,
         style_layers=list(style_layers),
         size=list(result.shape[:2]),

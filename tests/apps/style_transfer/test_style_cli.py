@@ -4,6 +4,7 @@ import json
 import re
 
 import cv2
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -55,6 +56,7 @@ def test_end_to_end_with_squeezenet(offline_weights, style_images, tmp_path):
     image = cv2.imread(str(output))
     assert image.shape == (48, 64, 3)
     assert report["size"] == [48, 64] and report["model"] == "squeezenet"
+    assert report["precision"] == "float32"  # the default
     assert report["last"]["total"] < 0.8 * report["first"]["total"]
     assert [entry["iteration"] for entry in report["history"]] == list(range(7))
     assert [p.name for p in sorted(tmp_path.glob("*_stylized_*.png"))] == [
@@ -70,7 +72,9 @@ def test_end_to_end_with_squeezenet(offline_weights, style_images, tmp_path):
     assert {("loss/total", 6), ("loss/style", 0), ("image", 3), ("image", 6)} <= tags
 
 
-def test_human_output_with_scales_colors_adam_and_noise(offline_weights, style_images, tmp_path):
+def test_human_output_with_scales_colors_adam_noise_and_bfloat16(
+    offline_weights, style_images, tmp_path
+):
     content, style = style_images
     output = tmp_path / "out.jpg"
     result = CliRunner().invoke(
@@ -95,11 +99,15 @@ def test_human_output_with_scales_colors_adam_and_noise(offline_weights, style_i
             "noise",
             "--seed",
             "1",
+            "--precision",
+            "bfloat16",
         ],
     )
     assert result.exit_code == 0, result.output + result.stderr
     first, second = result.stdout.strip().splitlines()
-    assert first.startswith(f"wrote {output} (96x72, squeezenet, 2 x 2 adam iterations in ")
+    assert first.startswith(
+        f"wrote {output} (96x72, squeezenet bfloat16, 2 x 2 adam iterations in "
+    )
     assert second.startswith("loss total ") and " -> " in second
     image = cv2.imread(str(output))
     assert image.shape == (72, 96, 3)
@@ -208,3 +216,21 @@ def test_unknown_layer_is_one_line(offline_weights, pictures):
     code, lines = _run(good, good, "--model", "squeezenet", "--style-layers", "fire2_concat,fire99")
     assert code == 2
     assert len(lines) == 1 and "squeezenet11 has no layer fire99" in lines[0]
+
+
+def test_bfloat16_network_is_opt_in_and_close_to_float32(offline_weights):
+    # SqueezeNet's real weights on a smooth 64x64 image: the bfloat16 network (8-bit mantissa)
+    # must give float32 activations within a few percent of float32's, differ from them (so
+    # it really ran in bfloat16), and leave the global Keras policy as it found it.
+    network = features.NETWORKS["squeezenet"]
+    image = cv2.GaussianBlur(np.random.default_rng(0).uniform(0, 255, (64, 64, 3)), (0, 0), 3)
+    image = tf.constant(image[np.newaxis].astype(np.float32))
+    exact, *_ = features.build_features(network, "imagenet")
+    fast, *_ = features.build_features(network, "imagenet", precision="bfloat16")
+    assert keras.config.dtype_policy().name == "float32"
+    for reference, approximate in zip(exact(image), fast(image), strict=True):
+        assert approximate.dtype == tf.float32
+        error = np.linalg.norm(approximate - reference) / np.linalg.norm(reference)
+        assert 1e-4 < error < 0.05
+    with pytest.raises(InputError, match="--precision must be one of float32, bfloat16"):
+        features.build_features(network, "imagenet", precision="float16")

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from apps.style_transfer import losses
 
@@ -73,6 +74,24 @@ def test_normalized_gram_is_the_course_gram_over_positions():
     activation = rng.normal(size=(1, 3, 4, 5)).astype(np.float32)
     expected = losses.gram_matrix(losses.unroll(activation)).numpy() / 12
     np.testing.assert_allclose(losses.normalized_gram(activation).numpy(), expected, rtol=1e-5)
+
+
+def test_normalized_gram_gradient_matches_the_course_grams_autodiff():
+    # The hand-written gradient P·(dG + dGᵀ)/n against TensorFlow differentiating the course's
+    # Gram; an asymmetric upstream weight checks that both transposes are there.
+    rng = np.random.default_rng(4)
+    activation = tf.constant(rng.normal(size=(1, 3, 4, 5)).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=(5, 5)).astype(np.float32))
+
+    def weighted_sum_gradient(gram_of):
+        with tf.GradientTape() as tape:
+            tape.watch(activation)
+            value = tf.reduce_sum(upstream * gram_of(activation))
+        return tape.gradient(value, activation).numpy()
+
+    expected = weighted_sum_gradient(lambda a: losses.gram_matrix(losses.unroll(a)) / 12)
+    actual = weighted_sum_gradient(losses.normalized_gram)
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_relative_costs_are_course_costs_divided_by_their_value_at_zero():
