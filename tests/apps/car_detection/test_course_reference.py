@@ -6,7 +6,14 @@ The test runs the command with the same settings and checks each box (label, sco
 0.01, corners within 2 px).
 
 It needs ``yolov2.weights`` (194 MB, not staged in ``../shared``, and tests never download), so
-it runs only where the file has been provided locally; see ``HOW_TO_RUN``.
+it runs only where the file has been provided locally; ``how_to_run`` says where.
+
+The exercise ran the YAD2K conversion of these weights (``yolo.h5``), which differs from
+Darknet in ways that can move scores: its ``reorg`` is ``tf.space_to_depth`` (Darknet's, which
+this importer reproduces and the parity tests check, orders elements differently), its batch
+norm epsilon is Keras' 1e-3 rather than 1e-6, and it resized with PIL's bicubic filter rather
+than bilinear. If this test fails by a little, compare against Darknet or OpenCV's Darknet
+reader on the same image before suspecting the importer.
 """
 
 from __future__ import annotations
