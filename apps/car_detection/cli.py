@@ -94,9 +94,6 @@ def main(
 ) -> None:
     """Detect cars (and other COCO objects) in SOURCE: a video file, an image,
     a folder of images, a camera index or a stream URL."""
-    if not debug:
-        quiet_tensorflow()
-    from apps.car_detection.detector import load_detector
     from apps.car_detection.pipeline import open_source, run
     from apps.car_detection.sinks import (
         AnnotatedImageSink,
@@ -107,21 +104,26 @@ def main(
 
     if detections == "-" and as_json:
         raise InputError("--detections - and --json both write to stdout; choose one")
-    detector = load_detector(
-        model=model,
-        cfg=cfg,
-        weights=weights,
-        names=names,
-        size=size,
-        conf=conf,
-        iou=iou,
-        max_det=max_det,
-        classes=classes,
-    )
+    # The source first, before TensorFlow loads: a dead camera or stream fails at once.
     opened = open_source(source, prefetch=2 * batch)
     sinks = []
     outputs: dict[str, str] = {}
     try:
+        if not debug:
+            quiet_tensorflow()
+        from apps.car_detection.detector import load_detector
+
+        detector = load_detector(
+            model=model,
+            cfg=cfg,
+            weights=weights,
+            names=names,
+            size=size,
+            conf=conf,
+            iou=iou,
+            max_det=max_det,
+            classes=classes,
+        )
         annotated = (
             None
             if no_draw

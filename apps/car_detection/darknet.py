@@ -412,8 +412,12 @@ def plan_network(
 # --- weights files --------------------------------------------------------------------------
 
 
-def _header_size(major: int, minor: int) -> int:
-    """12 bytes of version, then ``seen`` as int64 from format 0.2 on, int32 before."""
+def header_size(major: int, minor: int) -> int:
+    """Bytes before the parameters of a ``.weights`` file of format ``major.minor``.
+
+    12 bytes of version, then ``seen`` as int64 from format 0.2 on, int32 before: the
+    original YOLOv2 weights are format 0.1 (16 bytes), Yolo-Fastest's 0.2.5 (20 bytes).
+    """
     return 12 + (8 if major * 10 + minor >= 2 else 4)
 
 
@@ -436,7 +440,7 @@ def read_darknet_weights(path: Path | str, plan: NetworkPlan) -> list[dict[str, 
         raise WeightsError(
             f"{path}: transposed Darknet weights (version {major}.{minor}) are not supported"
         )
-    header = _header_size(major, minor)
+    header = header_size(major, minor)
     expected = header + 4 * plan.parameter_count
     if len(data) != expected:
         raise WeightsError(

@@ -18,8 +18,16 @@ from shared.errors import WeightsError
 
 PAYLOAD = b"pretend these are network weights\n" * 100
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+PAYLOAD_SHA512 = hashlib.sha512(PAYLOAD).hexdigest()
 REPO_ROOT = Path(__file__).resolve().parents[2]
-HEADER = "name\tfile\turl\tsha256\tsize\tlicense"
+CHECKOUT_CATALOGUE = REPO_ROOT / "data" / "weights.tsv"
+HEADER = "name\tfile\turl\tdigest\tsize\tlicense"
+
+
+@pytest.fixture(autouse=True)
+def checkout_catalogue(monkeypatch):
+    """This checkout's catalogue (an editable install may ship another checkout's copy)."""
+    monkeypatch.setattr(weights, "catalogue_text", lambda: CHECKOUT_CATALOGUE.read_text("utf-8"))
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -56,8 +64,8 @@ def isolated(monkeypatch, tmp_path):
     return use_catalogue
 
 
-def _row(url: str, sha: str = PAYLOAD_SHA, size: int | None = len(PAYLOAD)) -> str:
-    return f"toy\ttoy.bin\t{url}\t{sha}\t{'' if size is None else size}\tMIT"
+def _row(url: str, digest: str = PAYLOAD_SHA, size: int | None = len(PAYLOAD)) -> str:
+    return f"toy\ttoy.bin\t{url}\t{digest}\t{'' if size is None else size}\tMIT"
 
 
 def _refused_url() -> str:
@@ -69,9 +77,7 @@ def _refused_url() -> str:
 
 
 def test_catalogue_rows_are_complete():
-    # The checkout's file (the installed copy may be another checkout's, in an editable install).
-    models = weights.parse_catalogue((REPO_ROOT / "data" / "weights.tsv").read_text("utf-8"))
-    assert set(weights.catalogue()) == set(models)
+    models = weights.catalogue()
     assert {"yolo-fastest-1.1", "yolo-fastest-1.1-xl", "yunet", "squeezenet-1.1"} <= set(models)
     assert [e.file for e in models["yolo-fastest-1.1"]] == [
         "yolo-fastest-1.1.cfg",
@@ -79,8 +85,37 @@ def test_catalogue_rows_are_complete():
     ]
     for entries in models.values():
         for entry in entries:
-            assert entry.url.startswith("https://") and len(entry.sha256) == 64
+            assert entry.url.startswith("https://") and entry.digest is not None
             assert entry.size and entry.size > 0, f"{entry.file} has no size"
+    cfg, darknet = models["yolov2"]
+    assert (cfg.file, cfg.digest.algorithm) == ("yolov2.cfg", "sha256")
+    assert (darknet.file, darknet.digest.algorithm) == ("yolov2.weights", "sha512")
+    assert darknet.url == "https://pjreddie.com/media/files/yolov2.weights"
+    assert darknet.digest.hex.startswith("5271da2dd2da9151")  # as vcpkg's darknet port pins it
+
+
+def test_digest_cells_bare_sha256_or_named_algorithm():
+    assert weights.parse_digest(f" {PAYLOAD_SHA.upper()} ") == weights.Digest("sha256", PAYLOAD_SHA)
+    assert weights.parse_digest(f"SHA512:{PAYLOAD_SHA512}") == weights.Digest(
+        "sha512", PAYLOAD_SHA512
+    )
+    assert weights.parse_digest(f"sha256:{PAYLOAD_SHA}") == weights.Digest("sha256", PAYLOAD_SHA)
+    assert weights.parse_digest("") is None
+    with pytest.raises(ValueError, match="'md5' not supported"):
+        weights.parse_digest("md5:" + "0" * 32)
+    with pytest.raises(ValueError, match="a sha512 digest is 128 hex digits"):
+        weights.parse_digest(f"sha512:{PAYLOAD_SHA}")
+    with pytest.raises(ValueError, match="a sha256 digest is 64 hex digits"):
+        weights.parse_digest("z" * 64)
+    both = "\n".join([HEADER, _row("https://a/toy.bin"), _row("https://b/toy.bin", "sha512:00")])
+    with pytest.raises(ValueError, match=r"row 3 \(toy.bin\): a sha512 digest is 128"):
+        weights.parse_catalogue(both)
+    models = weights.parse_catalogue(
+        "\n".join(
+            [HEADER, _row("https://a/toy.bin", f"sha512:{PAYLOAD_SHA512}"), _row("https://b")]
+        )
+    )
+    assert [entry.digest.algorithm for entry in models["toy"]] == ["sha512", "sha256"]
 
 
 def test_explicit_path_wins_and_is_not_checked(isolated, tmp_path):
@@ -120,23 +155,65 @@ def test_package_shipping_the_file_is_found_without_importing_it(isolated, monke
     assert weights.resolve_file("toy", "toy.bin") == package / "models" / "toy.bin"
 
 
-def test_cache_hit_and_verification_is_remembered(isolated, monkeypatch, tmp_path):
-    isolated(_row(_refused_url()))
+def _cached_toy_counting_hashes(monkeypatch, tmp_path) -> tuple[Path, list[str]]:
+    """PAYLOAD placed in the cache by hand, and the list of algorithms it gets hashed with."""
     cached = tmp_path / "cache" / "weights" / "toy.bin"
     cached.parent.mkdir(parents=True)
     cached.write_bytes(PAYLOAD)
-    hashed = []
-    real_sha256_file = weights.sha256_file
-    monkeypatch.setattr(weights, "sha256_file", lambda p: hashed.append(p) or real_sha256_file(p))
+    hashed: list[str] = []
+    real_hash_file = weights.hash_file
+    monkeypatch.setattr(weights, "hash_file", lambda p, a: hashed.append(a) or real_hash_file(p, a))
+    return cached, hashed
+
+
+def test_cache_hit_and_verification_is_remembered(isolated, monkeypatch, tmp_path):
+    isolated(_row(_refused_url()))
+    cached, hashed = _cached_toy_counting_hashes(monkeypatch, tmp_path)
     assert weights.resolve_file("toy", "toy.bin") == cached
     assert weights.resolve_file("toy", "toy.bin") == cached
     assert len(hashed) == 1  # the second start reused the remembered digest
     # Same size, new content and mtime: hashed again, and the corruption is caught.
     cached.write_bytes(PAYLOAD[:-1] + b"?")
     os.utime(cached, ns=(1, 1))
-    with pytest.raises(WeightsError, match="does not match"):
+    with pytest.raises(WeightsError, match=r"sha256 .* does not match"):
         weights.resolve_file("toy", "toy.bin")
     assert len(hashed) == 2
+
+
+def test_sha512_row_is_verified_with_sha512_and_remembered_per_algorithm(
+    isolated, monkeypatch, tmp_path
+):
+    isolated(_row(_refused_url(), digest=f"sha512:{PAYLOAD_SHA512}"))
+    cached, hashed = _cached_toy_counting_hashes(monkeypatch, tmp_path)
+    assert weights.resolve_file("toy", "toy.bin") == cached
+    assert weights.resolve_file("toy", "toy.bin") == cached
+    assert hashed == ["sha512"]
+    # Another algorithm is hashed once and remembered beside the first.
+    assert weights.file_digest(cached, "sha256") == PAYLOAD_SHA
+    assert weights.file_digest(cached, "sha256") == PAYLOAD_SHA
+    assert weights.file_digest(cached, "sha512") == PAYLOAD_SHA512
+    assert hashed == ["sha512", "sha256"]
+    cached.write_bytes(PAYLOAD[:-1] + b"?")
+    os.utime(cached, ns=(1, 1))
+    with pytest.raises(WeightsError) as caught:
+        weights.resolve_file("toy", "toy.bin")
+    message = str(caught.value)
+    assert f"sha512 {hashlib.sha512(PAYLOAD[:-1] + b'?').hexdigest()[:16]}" in message
+    assert f"does not match {PAYLOAD_SHA512[:16]}" in message and str(cached) in message
+    assert hashed == ["sha512", "sha256", "sha512"]
+
+
+def test_locate_file_never_downloads(isolated, server, tmp_path):
+    served, base = server
+    (served / "toy.bin").write_bytes(PAYLOAD)
+    isolated(_row(f"{base}/toy.bin", digest=f"sha512:{PAYLOAD_SHA512}"))
+    assert weights.locate_file("toy", "toy.bin") is None
+    assert not (tmp_path / "cache" / "weights" / "toy.bin").exists()
+    cached = weights.resolve_file("toy", "toy.bin")
+    assert weights.locate_file("toy", "toy.bin") == cached
+    cached.write_bytes(b"corrupt")
+    with pytest.raises(WeightsError, match=r"bytes but toy\.bin has"):
+        weights.locate_file("toy", "toy.bin")
 
 
 def test_corrupt_local_file_is_reported_not_used(isolated, monkeypatch, tmp_path):
@@ -163,15 +240,34 @@ def test_download_into_cache_from_local_server(isolated, server, tmp_path):
     assert weights.resolve_model("toy") == {"toy.bin": path}
 
 
-@pytest.mark.parametrize(
-    ("sha", "size", "fragment"),
-    [("0" * 64, len(PAYLOAD), "instead of"), (PAYLOAD_SHA, len(PAYLOAD) + 1, "bytes but")],
-    ids=["sha256", "size"],
-)
-def test_download_mismatch_leaves_nothing_in_cache(isolated, server, tmp_path, sha, size, fragment):
+def test_download_checked_by_sha512_and_its_digest_remembered(
+    isolated, server, monkeypatch, tmp_path
+):
     served, base = server
     (served / "toy.bin").write_bytes(PAYLOAD)
-    isolated(_row(f"{base}/toy.bin", sha=sha, size=size))
+    isolated(_row(f"{base}/toy.bin", digest=f"sha512:{PAYLOAD_SHA512}"))
+    path = weights.resolve_file("toy", "toy.bin")
+    assert path == tmp_path / "cache" / "weights" / "toy.bin" and path.read_bytes() == PAYLOAD
+    # The digest computed while downloading is remembered: the next start does not hash.
+    monkeypatch.setattr(weights, "hash_file", lambda *_: pytest.fail("hashed again"))
+    assert weights.resolve_file("toy", "toy.bin") == path
+
+
+@pytest.mark.parametrize(
+    ("digest", "size", "fragment"),
+    [
+        ("0" * 64, len(PAYLOAD), "has sha256 .* instead of 00000"),
+        ("sha512:" + "0" * 128, len(PAYLOAD), f"has sha512 {PAYLOAD_SHA512[:16]}… instead of 0"),
+        (PAYLOAD_SHA, len(PAYLOAD) + 1, "bytes but"),
+    ],
+    ids=["sha256", "sha512", "size"],
+)
+def test_download_mismatch_leaves_nothing_in_cache(
+    isolated, server, tmp_path, digest, size, fragment
+):
+    served, base = server
+    (served / "toy.bin").write_bytes(PAYLOAD)
+    isolated(_row(f"{base}/toy.bin", digest=digest, size=size))
     with pytest.raises(WeightsError, match=fragment):
         weights.resolve_file("toy", "toy.bin")
     assert list((tmp_path / "cache" / "weights").iterdir()) == []
@@ -242,7 +338,7 @@ def test_real_catalogue_files_resolve_offline_and_match(offline_weights, model):
     for entry in weights.catalogue()[model]:
         path = paths[entry.file]
         assert path.is_relative_to(offline_weights)
-        assert weights.sha256_file(path) == entry.sha256
+        assert weights.hash_file(path, entry.digest.algorithm) == entry.digest.hex
         assert path.stat().st_size == entry.size
 
 

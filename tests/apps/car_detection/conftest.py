@@ -9,6 +9,19 @@ import pytest
 from darknet_oracle import random_parameters
 
 from apps.car_detection.darknet import NetworkPlan, write_darknet_weights
+from shared import weights
+
+CHECKOUT_CATALOGUE = Path(__file__).resolve().parents[3] / "data" / "weights.tsv"
+
+
+@pytest.fixture(autouse=True)
+def checkout_catalogue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resolve models through this checkout's catalogue.
+
+    An editable install ships the ``convnet_apps_data`` of whichever checkout it was made
+    from, which may lack this branch's rows.
+    """
+    monkeypatch.setattr(weights, "catalogue_text", lambda: CHECKOUT_CATALOGUE.read_text("utf-8"))
 
 
 @pytest.fixture

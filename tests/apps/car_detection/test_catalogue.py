@@ -12,7 +12,10 @@ from apps.car_detection.catalogue import (
     read_class_names,
     select_classes,
 )
+from apps.car_detection.cfg import read_cfg
+from apps.car_detection.darknet import head_config, header_size, plan_network
 from shared.errors import InputError, WeightsError
+from shared.weights import catalogue, resolve_file
 
 COCO = read_class_names()
 
@@ -50,3 +53,29 @@ def test_catalogue_model_resolves_offline_and_names_must_agree(offline_weights, 
         load_model_and_names(names=three)
     with pytest.raises(WeightsError, match=r"unknown model 'yolov9'"):
         darknet_files("yolov9")
+
+
+def test_yolov2_weights_size_in_the_catalogue_follows_from_its_cfg(offline_weights):
+    """The catalogued size of yolov2.weights is what its cfg implies, so the row cannot drift.
+
+    The file (format 0.1, so a 16-byte header with an int32 'seen') holds one float32 per
+    parameter; 50,983,561 is also the parameter count of the course's converted yolo.h5.
+    """
+    cfg = resolve_file("yolov2", "yolov2.cfg")  # the catalogued cfg, checked by its sha256
+    plan = plan_network(read_cfg(cfg))
+    assert plan.parameter_count == 50_983_561
+    (entry,) = [e for e in catalogue()["yolov2"] if e.file == "yolov2.weights"]
+    assert entry.size == header_size(0, 1) + 4 * plan.parameter_count == 203_934_260
+
+
+def test_yolov2_at_608_is_the_course_network(offline_weights, data_dir: Path):
+    """--size 608 gives the exercise's YOLOv2: a 19x19 grid of 5 anchors x (5 + 80) values."""
+    plan = plan_network(read_cfg(resolve_file("yolov2", "yolov2.cfg")), (608, 608))
+    (head,) = plan.head_indices
+    assert plan.layers[head].shape == (19, 19, 5 * (5 + 80))
+    config = head_config(plan.layers[head], plan.input_shape)
+    assert (config["kind"], config["classes"]) == ("region", 80)
+    # The exercise's anchors, in grid cells (a region head's unit), are the cfg's.
+    text = (data_dir / "cars/driveai/model_data/yolo_anchors.txt").read_text()
+    course = [float(value) for value in text.split(",")]
+    assert config["anchors"] == [course[i : i + 2] for i in range(0, 10, 2)]

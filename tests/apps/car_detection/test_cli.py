@@ -7,6 +7,9 @@ the independent check that cars are found where they should be.
 from __future__ import annotations
 
 import json
+import socket
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -14,7 +17,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from apps.car_detection import detector
 from apps.car_detection.cli import main
+from shared import weights
 from shared.images import read_image
 from shared.video import VideoReader, VideoWriter
 
@@ -138,19 +143,23 @@ def test_a_folder_of_images_writes_annotated_copies(
         (lambda tmp: [str(tmp / "missing.mp4")], "missing.mp4: no such file"),
         (lambda tmp: [str(tmp / "notes.mp4")], "notes.mp4: not a video"),
         (lambda tmp: [str(tmp / "empty")], "folder holds no images"),
-        (lambda tmp: [str(tmp / "notes.mp4"), "--cfg", "x.cfg"], "--cfg needs --weights"),
-        (lambda tmp: [str(tmp / "notes.mp4"), "--classes", "car,zeppelin"], "zeppelin"),
-        (lambda tmp: [str(tmp / "notes.mp4"), "--conf", "1.5"], "--conf"),
+        (lambda tmp: [str(tmp / "photo.png"), "--cfg", "x.cfg"], "--cfg needs --weights"),
+        (lambda tmp: [str(tmp / "photo.png"), "--classes", "car,zeppelin"], "zeppelin"),
+        (lambda tmp: [str(tmp / "photo.png"), "--conf", "1.5"], "--conf"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(offline_weights, tmp_path: Path, make_args, message):
+def test_bad_input_is_one_line_and_exit_2(
+    offline_weights, monkeypatch, tmp_path: Path, make_args, message
+):
     (tmp_path / "notes.mp4").write_text("not a video")
     (tmp_path / "empty").mkdir()
+    cv2.imwrite(str(tmp_path / "photo.png"), np.zeros((8, 8, 3), np.uint8))
+    monkeypatch.chdir(tmp_path)  # where an annotated copy would go by default
     code, _, stderr = run(make_args(tmp_path))
     assert code == 2
     assert stderr.count("\n") == 1 and message in stderr, stderr
     left = {p.name for p in tmp_path.iterdir()} - {"cache"}  # the resolver's cache may appear
-    assert left == {"empty", "notes.mp4"}
+    assert left == {"empty", "notes.mp4", "photo.png"}
 
 
 def test_corrupt_weights_are_one_line_and_no_output(offline_weights, tmp_path: Path):
@@ -174,3 +183,55 @@ def test_the_input_is_never_overwritten(offline_weights, tmp_path: Path):
     code, _, stderr = run([str(image), "-o", str(image)])
     assert code == 2 and "overwrite the input" in stderr
     assert image.read_bytes() == original
+
+
+def _port_nobody_listens_on() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("make_source", "message"),
+    [
+        (lambda: "7", "camera 7: cannot be opened"),
+        (
+            lambda: f"http://127.0.0.1:{_port_nobody_listens_on()}/live.mp4",
+            "/live.mp4: cannot open the stream",
+        ),
+    ],
+    ids=["camera", "stream"],
+)
+def test_a_source_that_cannot_be_opened_fails_before_any_model_loads(
+    monkeypatch, tmp_path: Path, make_source, message
+):
+    if Path("/dev/video7").exists():
+        pytest.skip("this machine has a /dev/video7")
+    monkeypatch.setattr(detector, "load_detector", lambda **_: pytest.fail("model loaded"))
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = run([make_source(), "--detections", "cars.jsonl"])
+    assert code == 2 and stdout == ""
+    assert stderr.count("\n") == 1 and message in stderr, stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_yolov2_without_its_weights_says_how_to_provide_them(
+    offline_weights: Path, monkeypatch, tmp_path: Path
+):
+    """The cfg resolves from the shared folder; the 194 MB weights do not, and offline the
+    download fails: one line naming the file, the three ways to provide it and its URL."""
+
+    def offline(*_args, **_kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    image = offline_weights / "yolo-fastest/sample_images/dog.jpg"
+    output = tmp_path / "dog_cars.jpg"
+    code, _, stderr = run([str(image), "--model", "yolov2", "--size", "608", "-o", str(output)])
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert "yolov2.weights (model yolov2) not found" in stderr
+    assert "download failed (no network)" in stderr
+    assert "weights option" in stderr and weights.ENV_WEIGHTS_DIR in stderr
+    assert str(tmp_path / "cache" / "weights" / "yolov2.weights") in stderr
+    assert "https://pjreddie.com/media/files/yolov2.weights" in stderr
+    assert not output.exists()
