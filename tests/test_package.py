@@ -59,3 +59,10 @@ def test_every_package_is_listed_for_installation():
         for init in (REPO_ROOT / top).rglob("__init__.py")
     }
     assert on_disk <= listed, f"add to [tool.setuptools] packages: {sorted(on_disk - listed)}"
+
+
+def test_test_files_have_unique_names():
+    # tests/ has no __init__.py files (a package named "shared" would shadow the real one), so
+    # pytest imports test modules by basename: two files with one name cannot both be collected.
+    names = [path.name for path in (REPO_ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
