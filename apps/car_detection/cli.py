@@ -41,6 +41,11 @@ def default_output(source_kind: str, source_name: str) -> Path | None:
     return Path(f"{path.stem}_cars{suffix}")
 
 
+def _annotated_output(output: str | None, source_kind: str, source_name: str) -> Path | None:
+    """``--output`` when given, else the default named after the source (``default_output``)."""
+    return Path(output) if output else default_output(source_kind, source_name)
+
+
 def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     source = Path(source_name)
     if source.exists() and output.resolve() == source.resolve():
@@ -124,13 +129,7 @@ def main(
             max_det=max_det,
             classes=classes,
         )
-        annotated = (
-            None
-            if no_draw
-            else Path(output)
-            if output
-            else default_output(opened.kind, opened.name)
-        )
+        annotated = None if no_draw else _annotated_output(output, opened.kind, opened.name)
         if annotated is not None:
             _refuse_overwriting_input(annotated, opened.name)
             if opened.kind == "folder":
