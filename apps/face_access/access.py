@@ -14,7 +14,7 @@ import os
 import subprocess
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -219,15 +219,20 @@ class DoorChecker:
         single lucky frame (or a flicker between two people) opens nothing; likewise a
         denial is audited once per run of denied frames, not per frame
         (``ConsecutiveMatch``). Frames without a usable face break any run and are not
-        audited.
+        audited; a lock-out is audited once, and the frames during it are skipped.
         """
         gate = ConsecutiveMatch(consecutive)
+        # A lock-out is audited once; the frames it turns away after that cost no work.
+        quiet_until: datetime | None = None
         for index, rgb in enumerate(frames):
+            if quiet_until is not None and self.clock() < quiet_until:
+                continue
             frame_source = f"{source}#{index}"
             refused = self._refusal(frame_source)
             if refused:
                 gate.update(None)
                 yield self._record(refused)
+                quiet_until = self.clock() + timedelta(seconds=self.locked_for())
                 continue
             try:
                 found = self.pipeline.face_vector(rgb, frame_source, largest=True)

@@ -162,6 +162,24 @@ def test_camera_mode_needs_consecutive_matches_and_runs_the_door_command(run, at
     assert opened.read_text() == "s1"
 
 
+def test_camera_lockout_is_audited_once_not_per_frame(run, att, tmp_path):
+    run(enroll_command, "s1", att("s1", 1))
+    video = tmp_path / "stranger.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (92, 112))
+    for n in (1, 2, 3, 4, 5, 6):
+        writer.write(cv2.imread(str(att("s9", n))))
+    writer.release()
+    result = run(check_command, "--camera", video, "--consecutive", "1",
+                 "--max-denials", "2", "--cooldown", "600")  # fmt: skip
+    assert result.exit_code == 1
+    audit = [
+        json.loads(line)["decision"]
+        for line in run(face_admin, "audit", "--json").stdout.splitlines()
+    ]
+    # Two denials lock the door; the four frames after them give one refusal, not four.
+    assert audit == ["denied", "denied", "refused"]
+
+
 def test_enrol_from_a_camera_takes_the_usable_frames(run, att, tmp_path):
     video = tmp_path / "enrol.avi"
     blank = np.full((112, 92, 3), 128, np.uint8)
