@@ -57,11 +57,13 @@ def enrol(
     *,
     largest: bool = False,
     replace: bool = False,
+    limit: int | None = None,
 ) -> EnrolReport:
     """Enrol ``name`` from ``(source, image)`` pairs (an image is a Path or RGB pixels).
 
-    Unusable images are skipped with their reason; if none is usable nothing is written and
-    InputError is raised, so a typo cannot wipe a person enrolled with ``replace``.
+    Unusable images are skipped with their reason; reading stops after ``limit`` usable
+    faces (a camera offers frames until enough are good). If none is usable nothing is
+    written and InputError is raised, so a typo cannot wipe a person enrolled with ``replace``.
     """
     name = clean_name(name)  # before the models run, not after
     report = EnrolReport(name)
@@ -81,6 +83,8 @@ def enrol(
         scores.append(found.face.score)
         digests.append(sha256)
         report.enrolled.append(source)
+        if limit is not None and len(vectors) == limit:
+            break
     if not vectors:
         raise InputError(f"no usable face to enrol {name!r}: " + "; ".join(report.rejected))
     store.enroll(

@@ -6,6 +6,7 @@ TensorFlow) load only once a command needs them. ``face-admin`` is ``admin_cli``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -96,29 +97,29 @@ def enroll_command(
         raise InputError("give either image files or --camera, not both or neither")
     with FaceStore(db) as store:
         pipeline = _load_pipeline(weights, detector_model)
-        if camera is not None:
-            sources = _usable_camera_faces(pipeline, camera, frames, largest)
-        else:
-            sources = ((str(path), path) for path in images)
-        report = enrol(store, pipeline, name, sources, largest=largest, replace=replace)
-    for reason in report.rejected:
-        click.echo(f"rejected: {reason}", err=True)
+        with contextlib.ExitStack() as stack:
+            if camera is not None:
+                # Each frame is judged once, by enrol; at most 20 frames per face wanted.
+                offered = _camera_frames(camera, frames * 20)
+                stack.enter_context(contextlib.closing(offered))
+                sources = ((f"camera:{camera}#{i}", frame) for i, frame in enumerate(offered))
+            else:
+                sources = ((str(path), path) for path in images)
+            report = enrol(
+                store,
+                pipeline,
+                name,
+                sources,
+                largest=largest,
+                replace=replace,
+                limit=frames if camera is not None else None,
+            )
+    if camera is not None and report.rejected:
+        click.echo(f"skipped {len(report.rejected)} frame(s) without a usable face", err=True)
+    else:
+        for reason in report.rejected:
+            click.echo(f"rejected: {reason}", err=True)
     click.echo(f"enrolled {report.name}: {len(report.enrolled)} face(s)")
-
-
-def _usable_camera_faces(pipeline, camera: str, wanted: int, largest: bool):
-    """The first ``wanted`` camera frames holding a usable face (trying at most 20x as many)."""
-    taken = 0
-    for index, frame in enumerate(_camera_frames(camera, wanted * 20)):
-        source = f"camera:{camera}#{index}"
-        try:
-            pipeline.usable_face(frame, source, largest=largest)
-        except InputError:
-            continue
-        yield source, frame
-        taken += 1
-        if taken == wanted:
-            return
 
 
 @click.command(

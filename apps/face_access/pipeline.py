@@ -85,11 +85,6 @@ class FacePipeline:
     def model_id(self) -> str:
         return self.embedder.model_id
 
-    def embed_faces(self, rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
-        """Unit vectors (len(faces), 128) for faces already found in ``rgb``."""
-        chips = [align_face(rgb, face.landmarks) for face in faces]
-        return self.embedder.embed(np.stack(chips) if chips else np.zeros((0, 150, 150, 3)))
-
     def usable_face(self, rgb: np.ndarray, source: str | Path, *, largest: bool = False) -> Face:
         """The one face of ``rgb`` fit to enrol or check, or InputError saying why not.
 

@@ -36,8 +36,8 @@ def test_flip_averaging_makes_the_vector_mirror_symmetric(pipeline, att):
     np.testing.assert_allclose(both[0], both[1], atol=1e-6)
 
 
-def test_no_faces_give_no_vectors(pipeline, att):
-    assert pipeline.embed_faces(att("s1", 1), []).shape == (0, 128)
+def test_no_faces_give_no_vectors(pipeline):
+    assert pipeline.embedder.embed(np.zeros((0, 150, 150, 3), np.uint8)).shape == (0, 128)
 
 
 def test_refusals_name_the_image_and_the_reason(pipeline, att):
