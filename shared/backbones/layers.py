@@ -1,7 +1,9 @@
-"""Layers that Keras does not provide but the classic networks need to be reproduced exactly.
+"""Layers that Keras does not provide but the classic networks need.
 
-Both are parameter-free and written with ``keras.ops`` only, so they run on any Keras backend
-and survive ``model.save`` / ``keras.models.load_model`` (they are registered serialisable).
+``LocalResponseNormalization`` and ``L2Pooling2D`` (parameter-free) reproduce the classic
+networks exactly; ``InstanceNormalization`` is the normalisation of feed-forward style
+networks. All are written with ``keras.ops`` only, so they run on any Keras backend and survive
+``model.save`` / ``keras.models.load_model`` (they are registered serialisable).
 """
 
 from __future__ import annotations
@@ -68,3 +70,33 @@ class L2Pooling2D(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
+
+
+@saving.register_keras_serializable(package="convnet_apps")
+class InstanceNormalization(layers.Layer):
+    """Instance normalisation (Ulyanov et al. 2016): every image's channels to mean 0, variance 1.
+
+    The statistics are taken over the spatial axes of every image separately (a batch of one
+    behaves exactly as in a larger batch, at training and at inference alike), then a learned
+    per-channel scale and offset are applied. In image-to-image networks this removes the
+    content image's contrast, which is what lets a feed-forward style network paint any photo
+    the same way. Equivalent to ``GroupNormalization(groups=-1)``, with one reduction instead
+    of a reshape per call.
+    """
+
+    def __init__(self, epsilon: float = 1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+
+    def call(self, inputs):
+        mean, variance = ops.moments(inputs, axes=[1, 2], keepdims=True)
+        normalized = (inputs - mean) * ops.rsqrt(variance + self.epsilon)
+        return normalized * self.gamma + self.beta
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
