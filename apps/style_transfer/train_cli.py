@@ -1,0 +1,177 @@
+"""``stylize-train STYLE --images DIR``: the command line over ``train.train_style``.
+
+Thin by design: parse the options, call ``train_style`` (which returns plain data), render the
+result as two lines or as JSON. Ctrl-C saves the checkpoint, says how to resume, exits 130.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from shared.cli import EXIT_INTERRUPTED, debug_option, progress, quiet_tensorflow, user_errors
+
+EXAMPLE = """\b
+Examples:
+  stylize-train starry_night.jpg --images photos/ --logdir runs/starry
+  stylize-train scream.jpg --images cars/ --images faces/ --width light --steps 3000 -o scream.keras
+  stylize-train starry_night.jpg --images photos/ --resume        # after Ctrl-C
+  stylize tubingen.jpg --model starry_night.keras                 # then use it
+"""
+
+
+@click.command(epilog=EXAMPLE)
+@click.argument("style", type=click.Path(dir_okay=False, path_type=str))
+@click.option(
+    "--images",
+    "images",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=str),
+    help="Folder (searched recursively) or file of training photos; repeat for more.",
+)
+@click.option("-o", "--output", help="Model file [default: <style>.keras in this folder].")
+@click.option(
+    "--width",
+    default="full",
+    show_default=True,
+    help="full: Johnson et al.'s network; light: fewer channels, depthwise-separable, for CPUs.",
+)
+@click.option("--steps", default=2000, show_default=True, help="Training steps (batches).")
+@click.option("--batch-size", default=4, show_default=True)
+@click.option("--image-size", default=256, show_default=True, help="Side of the square crops.")
+@click.option(
+    "--style-size",
+    default=256,
+    show_default=True,
+    help="Longest side of the style image; smaller gives larger strokes.",
+)
+@click.option("--learning-rate", default=1e-3, show_default=True, help="Adam's, cosine-decayed.")
+@click.option("--content-weight", default=1.0, show_default=True)
+@click.option("--style-weight", default=100.0, show_default=True, help="As stylize's.")
+@click.option("--tv-weight", default=0.01, show_default=True)
+@click.option(
+    "--model",
+    default="auto",
+    show_default=True,
+    help="Loss network: auto (VGG-19 when its weights can be had, else SqueezeNet), vgg19, "
+    "squeezenet.",
+)
+@click.option("--content-layer", help="Layer the content is read from [default: per network].")
+@click.option("--style-layers", help="Comma-separated layers the style is read from.")
+@click.option(
+    "--logdir",
+    type=click.Path(file_okay=False, path_type=str),
+    help="TensorBoard folder: losses, learning rate, validation photos as the style forms.",
+)
+@click.option(
+    "--val-images",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Photos stylised for TensorBoard [default: three of the training photos].",
+)
+@click.option("--val-every", default=100, show_default=True, help="Steps between them.")
+@click.option("--checkpoint", help="Checkpoint file [default: <output>.ckpt.npz beside it].")
+@click.option("--checkpoint-every", default=100, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@debug_option
+@user_errors
+def main(
+    style,
+    images,
+    output,
+    width,
+    steps,
+    batch_size,
+    image_size,
+    style_size,
+    learning_rate,
+    content_weight,
+    style_weight,
+    tv_weight,
+    model,
+    content_layer,
+    style_layers,
+    logdir,
+    val_images,
+    val_every,
+    checkpoint,
+    checkpoint_every,
+    resume,
+    seed,
+    as_json,
+    debug,
+):
+    """Train a network that paints any photo in the manner of STYLE in one pass."""
+    if not debug:
+        quiet_tensorflow()
+    from apps.style_transfer.optimize import LossWeights
+    from apps.style_transfer.train import TrainSettings, train_style
+
+    settings = TrainSettings(
+        width=width,
+        image_size=image_size,
+        style_size=style_size,
+        batch_size=batch_size,
+        steps=steps,
+        learning_rate=learning_rate,
+        weights=LossWeights(content_weight, style_weight, tv_weight),
+        val_every=val_every,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+    )
+    layers = None if style_layers is None else [n.strip() for n in style_layers.split(",") if n]
+    with progress(None, total=steps, desc="stylize-train", unit="step") as bar:
+
+        def show(step, parts):
+            bar.n = step
+            bar.set_postfix_str(
+                f"loss {parts['total']:.4g} content {parts['content']:.3f} "
+                f"style {parts['style']:.4f} tv {parts['tv']:.3f}"
+            )
+
+        result = train_style(
+            style,
+            images,
+            output,
+            settings,
+            model=model,
+            content_layer=content_layer,
+            style_layers=layers,
+            logdir=logdir,
+            val_images=val_images,
+            checkpoint=checkpoint,
+            resume=resume,
+            notice=lambda message: click.echo(f"notice: {message}", err=True),
+            on_step=show,
+        )
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in result.as_dict().items() if k != "history"}))
+    elif result.interrupted:
+        click.echo(
+            f"interrupted at step {result.steps}; checkpoint {result.checkpoint} "
+            "(run the same command with --resume to continue)",
+            err=True,
+        )
+    else:
+        click.echo(
+            f"wrote {result.output} ({result.width} network, {result.model} loss, "
+            f"steps {result.first_step}-{result.steps} in {result.seconds:.0f} s, "
+            f"{result.images} photos)"
+        )
+        click.echo(
+            "loss "
+            + "  ".join(
+                f"{name} {result.first[name]:.4g} -> {result.last[name]:.4g}"
+                for name in ("total", "content", "style", "tv")
+            )
+        )
+    if result.interrupted:
+        raise SystemExit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()
