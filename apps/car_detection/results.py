@@ -15,9 +15,9 @@ import numpy as np
 
 from shared.images import draw_boxes, draw_polyline, track_colour
 
-CSV_HEADER = (
-    "frame", "time", "image", "label", "class_id", "score", "x1", "y1", "x2", "y2", "track"
-)  # fmt: skip
+CSV_HEADER = ("frame", "time", "image", "label", "class_id", "score", "x1", "y1", "x2", "y2")
+TRACKED_CSV_HEADER = (*CSV_HEADER, "track")
+"""With ``--track``: the track id in a last column."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ class FrameResult:
         """One JSON line (no trailing newline)."""
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
-    def csv_rows(self) -> list[tuple]:
-        """One row per detection, in the order of ``CSV_HEADER``."""
+    def csv_rows(self, tracked: bool = False) -> list[tuple]:
+        """One row per detection, in the order of ``CSV_HEADER`` (``TRACKED_CSV_HEADER``)."""
         time = "" if self.time is None else round(self.time, 3)
         return [
             (
@@ -91,7 +91,7 @@ class FrameResult:
                 detection.class_id,
                 round(detection.score, 4),
                 *(round(value, 1) for value in detection.box),
-                "" if detection.track is None else detection.track,
+                *((detection.track,) if tracked else ()),
             )
             for detection in self.detections
         ]

@@ -24,14 +24,16 @@ import dataclasses
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from filterpy.kalman import KalmanFilter
-from scipy.optimize import linear_sum_assignment
 
 from apps.car_detection.results import Detection
 from shared.boxes import iou
 from shared.errors import InputError
+
+if TYPE_CHECKING:
+    from filterpy.kalman import KalmanFilter
 
 # DeepSORT's noise model: standard deviations are these fractions of the box height.
 _POSITION_NOISE = 1.0 / 20
@@ -92,7 +94,7 @@ def _diagonal(stds: Sequence[float]) -> np.ndarray:
 class Track:
     """One object followed across frames."""
 
-    filter: KalmanFilter
+    filter: KalmanFilter  # filterpy.kalman.KalmanFilter
     first_frame: int
     last_frame: int
     detection: Detection
@@ -104,6 +106,10 @@ class Track:
 
     @classmethod
     def start(cls, detection: Detection, frame: int, trail: int) -> Track:
+        # Imported here, as scipy.optimize in _associate: filterpy loads scipy.stats, and the
+        # two take 1-3 s, which only a run that tracks should pay (not `detect-cars --help`).
+        from filterpy.kalman import KalmanFilter
+
         kf = KalmanFilter(dim_x=8, dim_z=4)
         kf.F = np.eye(8)
         kf.F[:4, 4:] = np.eye(4)  # one step per update: velocities are per inferred frame
@@ -164,6 +170,8 @@ def _associate(
     """Pair tracks with detections maximising total IoU, every pair at least ``min_iou``."""
     if not tracks or not detections:
         return [], list(tracks), list(detections)
+    from scipy.optimize import linear_sum_assignment  # see Track.start on import costs
+
     overlaps = iou(
         np.stack([track.box for track in tracks]),
         np.array([detection.box for detection in detections]),
