@@ -35,8 +35,9 @@ from apps.car_detection.catalogue import darknet_files, read_class_names
 from apps.car_detection.darknet import load_darknet
 from apps.car_detection.decode import DEFAULT_CONF, DEFAULT_IOU, preprocess
 from apps.car_detection.detector import YoloDetector
-from apps.car_detection.pipeline import open_source, run
+from apps.car_detection.pipeline import run
 from apps.car_detection.sinks import AnnotatedVideoSink
+from shared.frames import open_source
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CONVNET_APPS_SHARED", REPO_ROOT.parent / "shared"))
