@@ -18,6 +18,7 @@ Examples:
   stylize tubingen.jpg starry_night.jpg
   stylize louvre.jpg monet.jpg --preserve-colors --scales 2 -o louvre_monet.png
   stylize photo.jpg scream.jpg starry_night.jpg --style-blend 0.7,0.3 --json
+  stylize dashcam.mp4 --model starry_night.keras --smooth 0.5  (trained by stylize-train)
 """
 
 
@@ -36,8 +37,8 @@ def _names(value: str | None) -> tuple[str, ...] | None:
 
 
 @click.command(epilog=EXAMPLE)
-@click.argument("content", type=click.Path(dir_okay=False, path_type=str))
-@click.argument("styles", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.argument("content", type=click.Path(path_type=str))
+@click.argument("styles", nargs=-1, type=click.Path(dir_okay=False, path_type=str))
 @click.option("-o", "--output", help="Result file [default: <content>_stylized.<ext> beside it].")
 @click.option(
     "--size",
@@ -92,10 +93,18 @@ def _names(value: str | None) -> tuple[str, ...] | None:
 )
 @click.option(
     "--model",
-    type=click.Choice(["auto", "vgg19", "squeezenet"]),
     default="auto",
     show_default=True,
-    help="auto: VGG-19 when its weights can be had, else SqueezeNet.",
+    help="auto (VGG-19 when its weights can be had, else SqueezeNet), vgg19, squeezenet; or a "
+    "style trained by stylize-train (X.keras): then CONTENT may be a photo, a folder or a video, "
+    "painted in one pass, and no STYLES are given.",
+)
+@click.option(
+    "--smooth",
+    default=0.0,
+    show_default=True,
+    help="With a trained style on video: 0-0.95, how much still parts keep the last frame's "
+    "paint (less flicker).",
 )
 @click.option(
     "--precision",
@@ -144,11 +153,16 @@ def main(
     learning_rate,
     init,
     seed,
+    smooth,
     as_json,
     debug,
 ):
     """Paint CONTENT in the manner of STYLES (Gatys et al. neural style transfer)."""
     quiet_tensorflow()
+    if model.lower().endswith(".keras"):
+        from apps.style_transfer.model_cli import paint_with_model
+
+        return paint_with_model(content, styles, output, model, smooth, as_json)
     from apps.style_transfer.optimize import LossWeights, TransferSettings
     from apps.style_transfer.transfer import stylize
 
