@@ -30,32 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.style_transfer.optimize import MIN_SIDE, LossWeights, resize, resize_style, to_uint8
+from apps.style_transfer.optimize import MIN_SIDE, resize, resize_style, to_uint8
+from apps.style_transfer.settings import LossWeights, TrainSettings
 from shared.errors import InputError
 from shared.files import atomic_output
 from shared.images import list_images, read_image
 
 LOSS_NAMES = ("total", "content", "style", "tv")
 CHECKPOINT_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """What shapes a trained style besides the images and the loss network."""
-
-    width: str = "full"
-    image_size: int = 256  # side of the square training crops
-    style_size: int = 256  # longest side of the style image (smaller: larger strokes)
-    batch_size: int = 4
-    steps: int = 2000
-    learning_rate: float = 1e-3
-    weights: LossWeights = field(default_factory=LossWeights)
-    val_every: int = 100
-    checkpoint_every: int = 100
-    seed: int = 0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def check_train_settings(settings: TrainSettings) -> None:

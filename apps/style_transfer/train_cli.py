@@ -10,7 +10,20 @@ import json
 
 import click
 
-from shared.cli import EXIT_INTERRUPTED, debug_option, progress, quiet_tensorflow, user_errors
+from apps.style_transfer.settings import DEFAULT_MODEL, MODELS, TrainSettings
+from shared.cli import (
+    EXIT_INTERRUPTED,
+    checked_option,
+    debug_option,
+    progress,
+    quiet_tensorflow,
+    user_errors,
+)
+
+# Every default comes from settings.py, which the library uses too.
+DEFAULTS = TrainSettings()
+_NOT_NEGATIVE = click.FloatRange(min=0)
+_POSITIVE = click.FloatRange(min=0, min_open=True)
 
 EXAMPLE = """\b
 Examples:
@@ -34,29 +47,37 @@ Examples:
 @click.option("-o", "--output", help="Model file [default: <style>.keras in this folder].")
 @click.option(
     "--width",
-    default="full",
+    default=DEFAULTS.width,
     show_default=True,
     help="full: Johnson et al.'s network; light: fewer channels, depthwise-separable, for CPUs.",
 )
-@click.option("--steps", default=2000, show_default=True, help="Training steps (batches).")
-@click.option("--batch-size", default=4, show_default=True)
-@click.option("--image-size", default=256, show_default=True, help="Side of the square crops.")
-@click.option(
-    "--style-size",
-    default=256,
-    show_default=True,
-    help="Longest side of the style image; smaller gives larger strokes.",
+@checked_option("--steps", DEFAULTS.steps, click.IntRange(min=1), "Training steps (batches).")
+@checked_option("--batch-size", DEFAULTS.batch_size, click.IntRange(min=1))
+@checked_option(
+    "--image-size", DEFAULTS.image_size, click.IntRange(min=1), "Side of the square crops."
 )
-@click.option("--learning-rate", default=1e-3, show_default=True, help="Adam's, cosine-decayed.")
-@click.option("--content-weight", default=1.0, show_default=True)
-@click.option("--style-weight", default=100.0, show_default=True, help="As stylize's.")
-@click.option("--tv-weight", default=0.01, show_default=True)
-@click.option(
+@checked_option(
+    "--style-size",
+    DEFAULTS.style_size,
+    click.IntRange(min=1),
+    "Longest side of the style image; smaller gives larger strokes.",
+)
+@checked_option(
+    "--learning-rate", DEFAULTS.learning_rate, _POSITIVE, "Adam's, cosine-decayed to a tenth."
+)
+@checked_option("--content-weight", DEFAULTS.weights.content, _NOT_NEGATIVE)
+@checked_option(
+    "--style-weight",
+    DEFAULTS.weights.style,
+    _NOT_NEGATIVE,
+    "As stylize's; a network needs less than one image (10 for Starry Night, 3 for The Scream).",
+)
+@checked_option("--tv-weight", DEFAULTS.weights.tv, _NOT_NEGATIVE)
+@checked_option(
     "--model",
-    default="auto",
-    show_default=True,
-    help="Loss network: auto (VGG-19 when its weights can be had, else SqueezeNet), vgg19, "
-    "squeezenet.",
+    DEFAULT_MODEL,
+    click.Choice(MODELS),
+    "Loss network; auto: VGG-19 when its weights can be had, else SqueezeNet.",
 )
 @click.option("--content-layer", help="Layer the content is read from [default: per network].")
 @click.option("--style-layers", help="Comma-separated layers the style is read from.")
@@ -71,11 +92,11 @@ Examples:
     type=click.Path(dir_okay=False, path_type=str),
     help="Photos stylised for TensorBoard [default: three of the training photos].",
 )
-@click.option("--val-every", default=100, show_default=True, help="Steps between them.")
+@checked_option("--val-every", DEFAULTS.val_every, click.IntRange(min=1), "Steps between them.")
 @click.option("--checkpoint", help="Checkpoint file [default: <output>.ckpt.npz beside it].")
-@click.option("--checkpoint-every", default=100, show_default=True)
+@checked_option("--checkpoint-every", DEFAULTS.checkpoint_every, click.IntRange(min=1))
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint.")
-@click.option("--seed", default=0, show_default=True)
+@checked_option("--seed", DEFAULTS.seed, click.IntRange(min=0))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @debug_option
 @user_errors
@@ -108,8 +129,8 @@ def main(
     """Train a network that paints any photo in the manner of STYLE in one pass."""
     if not debug:
         quiet_tensorflow()
-    from apps.style_transfer.optimize import LossWeights
-    from apps.style_transfer.train import TrainSettings, train_style
+    from apps.style_transfer.settings import LossWeights
+    from apps.style_transfer.train import train_style
 
     settings = TrainSettings(
         width=width,
