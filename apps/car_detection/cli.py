@@ -11,8 +11,9 @@ from urllib.parse import urlparse
 
 import click
 
-from shared.cli import EXIT_INTERRUPTED, debug_option, progress, quiet_tensorflow, user_errors
+from shared.cli import EXIT_INTERRUPTED, debug_option, progress, user_errors
 from shared.errors import InputError
+from shared.runtime import RUNTIMES
 
 EXAMPLE = """\b
 Examples:
@@ -68,6 +69,12 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     show_default=True,
     help="'vehicles' (car, truck, bus), 'all', or names separated by commas.",
 )
+@click.option(
+    "--runtime",
+    type=click.Choice(RUNTIMES),
+    default=None,
+    help="Inference runtime [default: openvino where it works, else tensorflow].",
+)
 @click.option("--batch", default=8, show_default=True, help="Frames per inference batch.")
 @click.option("--vid-stride", default=1, show_default=True, help="Infer every N-th frame.")
 @click.option("--output", "-o", type=click.Path(), help="Annotated video, image or folder.")
@@ -88,6 +95,7 @@ def main(
     iou: float,
     max_det: int,
     classes: str,
+    runtime: str | None,
     batch: int,
     vid_stride: int,
     output: str | None,
@@ -109,13 +117,11 @@ def main(
 
     if detections == "-" and as_json:
         raise InputError("--detections - and --json both write to stdout; choose one")
-    # The source first, before TensorFlow loads: a dead camera or stream fails at once.
+    # The source first, before the model loads: a dead camera or stream fails at once.
     opened = open_source(source, prefetch=2 * batch)
     sinks = []
     outputs: dict[str, str] = {}
     try:
-        if not debug:
-            quiet_tensorflow()
         from apps.car_detection.detector import load_detector
 
         detector = load_detector(
@@ -128,6 +134,7 @@ def main(
             iou=iou,
             max_det=max_det,
             classes=classes,
+            runtime=runtime,
         )
         annotated = None if no_draw else _annotated_output(output, opened.kind, opened.name)
         if annotated is not None:

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from apps.car_detection.catalogue import load_model_and_names, select_classes
-from apps.car_detection.darknet import DarknetModel
-from apps.car_detection.decode import detect
+from apps.car_detection.decode import Network, detect
 from apps.car_detection.results import Detection
 from shared.errors import InputError
 
@@ -23,7 +22,7 @@ class YoloDetector:
 
     def __init__(
         self,
-        network: DarknetModel,
+        network: Network,
         names: list[str],
         conf: float = 0.25,
         iou: float = 0.45,
@@ -66,7 +65,9 @@ def load_detector(
     iou: float = 0.45,
     max_det: int | None = 100,
     classes: str = "vehicles",
+    runtime: str | None = None,
 ) -> YoloDetector:
-    """A detector from a catalogue model (default Yolo-Fastest-1.1-xl) or own cfg/weights."""
-    network, labels = load_model_and_names(model, cfg, weights, names, size)
+    """A detector from a catalogue model (default Yolo-Fastest-1.1-xl) or own cfg/weights,
+    on ``runtime`` (``openvino`` or ``tensorflow``; None: OpenVINO where it works)."""
+    network, labels = load_model_and_names(model, cfg, weights, names, size, runtime)
     return YoloDetector(network, labels, conf, iou, max_det, select_classes(classes, labels))
