@@ -70,6 +70,12 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     help="'vehicles' (car, truck, bus), 'all', or names separated by commas.",
 )
 @click.option(
+    "--multi-label",
+    is_flag=True,
+    help="Keep every class over --conf for a box (Darknet's mAP rule; one object may then be "
+    "counted as a car and a truck). Default: one label per box, its best class.",
+)
+@click.option(
     "--runtime",
     type=click.Choice(RUNTIMES),
     default=None,
@@ -95,6 +101,7 @@ def main(
     iou: float,
     max_det: int,
     classes: str,
+    multi_label: bool,
     runtime: str | None,
     batch: int,
     vid_stride: int,
@@ -134,6 +141,7 @@ def main(
             iou=iou,
             max_det=max_det,
             classes=classes,
+            multi_label=multi_label,
             runtime=runtime,
         )
         annotated = None if no_draw else _annotated_output(output, opened.kind, opened.name)
