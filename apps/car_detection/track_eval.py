@@ -162,3 +162,14 @@ def evaluate_tracking(
     tracking = tracking or Tracking()
     predicted = track_sequence(source, detector, tracking, labels.first_frame, batch, on_frame)
     return tracking_metrics(labels.tracks, _drop_ignored(predicted, labels.ignore), iou_threshold)
+
+
+def render(metrics: TrackingMetrics) -> str:
+    """The scores as two lines a person reads at a glance."""
+    return (
+        f"MOTA {metrics.mota:.3f}  IDF1 {metrics.idf1:.3f}  HOTA {metrics.hota:.3f} "
+        f"(DetA {metrics.deta:.3f}, AssA {metrics.assa:.3f})  MOTP {metrics.motp:.3f}\n"
+        f"{metrics.matches} of {metrics.num_truth} labelled boxes found in "
+        f"{metrics.num_frames} frames: {metrics.misses} missed, {metrics.false_positives} "
+        f"false positives, {metrics.id_switches} id switches"
+    )

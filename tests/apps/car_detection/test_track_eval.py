@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from apps.car_detection.results import Detection
-from apps.car_detection.track_eval import evaluate_tracking, read_track_labels
+from apps.car_detection.track_eval import evaluate_tracking, read_track_labels, render
 from apps.car_detection.tracking import Tracking
 from shared.errors import InputError
 from tests.apps.car_detection import synthetic_scene as scene
@@ -110,3 +110,10 @@ def test_bad_label_files_name_the_file_and_line(tmp_path: Path, text: str, messa
     with pytest.raises(InputError, match=message) as caught:
         read_track_labels(path)
     assert str(path) in str(caught.value)
+
+
+def test_render_gives_the_scores_and_the_counts(tmp_path: Path):
+    labels = read_track_labels(write_mot(tmp_path / "gt.txt"))
+    text = render(evaluate_tracking(scene_source(), SceneDetector(), labels, Tracking(SETTINGS)))
+    assert f"MOTA {1 - 10 / 157:.3f}" in text
+    assert "147 of 157 labelled boxes found in 40 frames: 10 missed, 0 false" in text
