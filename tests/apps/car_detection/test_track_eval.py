@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,26 @@ def test_render_gives_the_scores_and_the_counts(tmp_path: Path):
     text = render(evaluate_tracking(scene_source(), SceneDetector(), labels, Tracking(SETTINGS)))
     assert f"MOTA {1 - 10 / 157:.3f}" in text
     assert "147 of 157 labelled boxes found in 40 frames: 10 missed, 0 false" in text
+
+
+def test_the_entry_scores_a_folder_of_frames(tmp_path: Path, monkeypatch):
+    from click.testing import CliRunner
+
+    from apps.car_detection import detector, track_eval_cli
+    from shared.images import write_image
+
+    frames = tmp_path / "img1"
+    frames.mkdir()
+    for frame in scene_source().frames:
+        write_image(frames / f"{frame.index + 1:06d}.png", frame.rgb)
+    monkeypatch.setattr(detector, "load_detector", lambda **_: SceneDetector())
+    labels = write_mot(tmp_path / "gt.txt")
+    result = CliRunner().invoke(track_eval_cli.main, [str(frames), str(labels), "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    # The command's own settings (birth after 3 frames, as in SETTINGS): the same figures.
+    assert (scores["num_truth"], scores["matches"], scores["id_switches"]) == (157, 147, 0)
+
+    (tmp_path / "bad.txt").write_text("1,2,3\n")
+    result = CliRunner().invoke(track_eval_cli.main, [str(frames), str(tmp_path / "bad.txt")])
+    assert result.exit_code == 2 and "bad.txt:1: not a MOTChallenge row" in result.stderr
