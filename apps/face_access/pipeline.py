@@ -109,7 +109,7 @@ class FacePipeline:
                 f"{source}: face too small ({face.size:.0f} px, at least "
                 f"{self.min_face_size:.0f} px needed)"
             )
-        chip = align_face(rgb, face.landmarks)
+        chip = self.chip(rgb, face)
         score = sharpness(chip)
         if score < self.min_sharpness:
             raise InputError(
@@ -117,6 +117,10 @@ class FacePipeline:
                 f"{self.min_sharpness:g} needed)"
             )
         return face, chip, len(faces)
+
+    def chip(self, rgb: np.ndarray, face: Face) -> np.ndarray:
+        """The aligned chip of ``face`` that the embedder takes."""
+        return align_face(rgb, face.landmarks)
 
     def face_vector(self, rgb: np.ndarray, source: str | Path, *, largest: bool = False):
         """``usable_face`` and its embedding, as a ``FaceVector``."""
