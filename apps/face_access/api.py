@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from apps.face_access.decision import DEFAULT_THRESHOLD
 from shared.images import read_image
 
 if TYPE_CHECKING:  # the pipeline loads TensorFlow: only when a face is first looked for
@@ -71,7 +70,8 @@ def face_encodings(image: np.ndarray) -> list[np.ndarray]:
     """One unit vector per face found, in the order of ``face_locations``."""
     image = _checked(image)
     pipeline = default_pipeline()
-    chips = [pipeline.chip(image, face) for face in _faces(image)]
+    spec = pipeline.embedder.spec
+    chips = [spec.chip(image, face.landmarks) for face in _faces(image)]
     if not chips:
         return []
     return list(pipeline.embedder.embed(np.stack(chips)))
@@ -84,8 +84,8 @@ def face_distance(known_encodings: Sequence[np.ndarray], candidate: np.ndarray) 
 
 
 def default_tolerance() -> float:
-    """The largest distance the door grants with the default embedder."""
-    return DEFAULT_THRESHOLD
+    """The largest distance the door grants with the default embedder (its spec's threshold)."""
+    return default_pipeline().embedder.spec.threshold
 
 
 def compare_faces(

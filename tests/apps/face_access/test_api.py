@@ -10,14 +10,12 @@ import numpy as np
 import pytest
 
 from apps.face_access import api
-from apps.face_access.decision import DEFAULT_THRESHOLD
 
 
 @pytest.fixture
-def default_models(monkeypatch, offline_weights, pipeline):
-    """The API's lazily loaded default pipeline, here the session's real models."""
-    monkeypatch.setattr(api, "default_pipeline", lambda: pipeline)
-    return pipeline
+def default_models(offline_weights):
+    """The API's lazily loaded default models, found by the resolver in ../shared/weights."""
+    return api.default_pipeline()
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +39,7 @@ def test_locations_encodings_and_comparisons(default_models, att):
     (other,) = api.face_encodings(stranger)
     assert api.compare_faces([known, other], same) == [True, False]
     distances = api.face_distance([known, other], same)
-    assert distances[0] < DEFAULT_THRESHOLD < distances[1]
+    assert distances[0] < default_models.embedder.spec.threshold < distances[1]
     assert api.compare_faces([known], same, tolerance=distances[0] / 2) == [False]
 
 
