@@ -68,6 +68,12 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     show_default=True,
     help="'vehicles' (car, truck, bus), 'all', or names separated by commas.",
 )
+@click.option(
+    "--multi-label",
+    is_flag=True,
+    help="Keep every class over --conf for a box (Darknet's mAP rule; one object may then be "
+    "counted as a car and a truck). Default: one label per box, its best class.",
+)
 @click.option("--batch", default=8, show_default=True, help="Frames per inference batch.")
 @click.option("--vid-stride", default=1, show_default=True, help="Infer every N-th frame.")
 @click.option("--output", "-o", type=click.Path(), help="Annotated video, image or folder.")
@@ -88,6 +94,7 @@ def main(
     iou: float,
     max_det: int,
     classes: str,
+    multi_label: bool,
     batch: int,
     vid_stride: int,
     output: str | None,
@@ -128,6 +135,7 @@ def main(
             iou=iou,
             max_det=max_det,
             classes=classes,
+            multi_label=multi_label,
         )
         annotated = None if no_draw else _annotated_output(output, opened.kind, opened.name)
         if annotated is not None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from apps.car_detection.decode import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
 from shared.cli import debug_option, progress, quiet_tensorflow, user_errors
 
 EXAMPLE = """\b
@@ -42,21 +43,21 @@ def default_output(dataset_root: Path) -> Path:
 )
 @click.option(
     "--conf",
-    default=0.25,
+    default=DEFAULT_CONF,
     show_default=True,
     type=click.FloatRange(0, 1, max_open=True),
     help="Score at which precision and recall are reported (AP uses every score).",
 )
 @click.option(
     "--iou",
-    default=0.45,
+    default=DEFAULT_IOU,
     show_default=True,
     type=click.FloatRange(0, 1, min_open=True),
     help="NMS IoU threshold.",
 )
 @click.option(
     "--max-det",
-    default=100,
+    default=DEFAULT_MAX_DET,
     show_default=True,
     type=click.IntRange(1),
     help="Most detections per image.",
@@ -122,6 +123,7 @@ def main(
         iou=iou,
         max_det=max_det,
         classes="all",
+        multi_label=True,
     )
     mapping = resolve_class_map(dataset.names, detector.names, overrides)
     detector.classes = sorted({c for c in mapping if c is not None})

@@ -3,7 +3,7 @@
 The detector is anything with ``names`` and ``detect(frames) -> [[Detection, ...], ...]``
 (``detector.YoloDetector``, whatever runtime it uses), built with a low score floor
 (``SCORE_FLOOR``, Darknet's ``detector map`` value) so the whole precision-recall curve is seen,
-and multi-label (every class above the floor, as Darknet's mAP mode). The dataset's classes are
+and ``multi_label`` (every class above the floor, as Darknet's mAP mode). The dataset's classes are
 mapped to the model's (``datasets.resolve_class_map``); objects of an ignored class (an ambulance,
 for a COCO model) and VOC ``difficult`` objects are neither required nor held against the
 detector: they are dropped, and so are predictions lying on them (IoU >= ``IGNORE_IOU``).
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from apps.car_detection.datasets import Dataset
+from apps.car_detection.decode import DEFAULT_CONF
 from shared.boxes import iou
 from shared.files import atomic_output
 from shared.images import read_image
@@ -165,7 +166,7 @@ def score(
     truths: Sequence[GroundTruth],
     names: Sequence[str],
     class_ids: Sequence[int],
-    conf: float = 0.25,
+    conf: float = DEFAULT_CONF,
     ignored: int = 0,
 ) -> Evaluation:
     """Per-class AP (IoU 0.5, 0.75 and .5:.95), the means, and P/R at score ``conf``.
@@ -231,7 +232,7 @@ def evaluate(
     dataset: Dataset,
     class_map: Sequence[int | None],
     *,
-    conf: float = 0.25,
+    conf: float = DEFAULT_CONF,
     batch: int = 8,
     on_image: Callable[[], None] | None = None,
 ) -> Evaluation:

@@ -181,7 +181,9 @@ def test_yolo_fastest_on_the_vehicles_validation_split(weights_dir: Path, data_d
     for name in ("yolo-fastest-1.1", "yolo-fastest-1.1-xl"):
         network = load_darknet(folder / f"{name}.cfg", folder / f"{name}.weights")
         mapping = resolve_class_map(dataset.names, coco, {"Ambulance": "ignore"})
-        detector = YoloDetector(network, coco, conf=SCORE_FLOOR, classes=[2, 3, 5, 7])
+        detector = YoloDetector(
+            network, coco, conf=SCORE_FLOOR, classes=[2, 3, 5, 7], multi_label=True
+        )
         scores[name] = evaluate(detector, dataset, mapping)
     xl = scores["yolo-fastest-1.1-xl"]
     assert {r.name: r.ground_truth for r in xl.classes} == {
