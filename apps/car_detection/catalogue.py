@@ -87,7 +87,11 @@ def load_model_and_names(
     """The converted model and its class names, checked to agree in number.
 
     ``size`` replaces the cfg's square input size (a multiple of the network's stride).
+    ``model`` may also be a ``.keras`` file written by ``detect-cars-train``: it carries its
+    own class names, anchors and input size.
     """
+    if model is not None and model.endswith(".keras"):
+        return load_trained(model, size)
     cfg_path, weights_path = darknet_files(model, cfg, weights)
     network = load_darknet(cfg_path, weights_path, input_size=(size, size) if size else None)
     labels = read_class_names(names)
@@ -97,3 +101,19 @@ def load_model_and_names(
             f"{source}: {len(labels)} class names but {cfg_path} predicts {network.classes} classes"
         )
     return network, labels
+
+
+def load_trained(path: Path | str, size: int | None = None) -> tuple[DarknetModel, list[str]]:
+    """A ``detect-cars-train`` result as (detection network, class names)."""
+    from apps.car_detection.yolo import load_task
+
+    if not Path(path).is_file():
+        raise InputError(f"{path}: model file not found")
+    try:
+        task = load_task(path)
+    except (TypeError, ValueError, OSError) as error:
+        raise InputError(f"{path}: not a model saved by detect-cars-train ({error})") from None
+    if size is not None and (size, size) != task.input_size:
+        width, height = task.input_size
+        raise InputError(f"{path}: trained at {width}x{height}; --size cannot change it")
+    return task.detection_network(), task.names

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from apps.car_detection.decode import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
+from apps.car_detection.options import model_source_options
 from shared.cli import debug_option, progress, quiet_tensorflow, user_errors
 
 EXAMPLE = """\b
@@ -30,11 +31,7 @@ def default_output(dataset_root: Path) -> Path:
 @click.command(epilog=EXAMPLE)
 @click.argument("data", type=click.Path(file_okay=False))
 @click.option("--split", help="A split inside DATA: a subfolder (YOLO) or an ImageSets list (VOC).")
-@click.option("--model", default=None, help="Catalogue model [default: yolo-fastest-1.1-xl].")
-@click.option("--cfg", type=click.Path(dir_okay=False), help="A Darknet .cfg (with --weights).")
-@click.option("--weights", type=click.Path(dir_okay=False), help="Darknet .weights for --cfg.")
-@click.option("--names", type=click.Path(dir_okay=False), help="Model class names, one per line.")
-@click.option("--size", type=click.IntRange(32, 2048), help="Network input size, a multiple of 32.")
+@model_source_options
 @click.option(
     "--class-map",
     multiple=True,
