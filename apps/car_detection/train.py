@@ -55,8 +55,8 @@ class TrainSettings:
     epochs: int = 30
     freeze_epochs: int = 3
     batch: int = 8
-    lr: float = 1e-3
-    backbone_lr: float = 0.1
+    lr: float = 1e-4
+    backbone_lr: float = 0.3
     warmup_epochs: float = 1.0
     patience: int = 6
     augment: bool = True

@@ -38,10 +38,10 @@ Examples:
     help="Epochs with the backbone frozen (only the heads learn).",
 )
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(1, 256))
-@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option("--lr", default=1e-4, show_default=True, type=click.FloatRange(0, min_open=True))
 @click.option(
     "--backbone-lr",
-    default=0.1,
+    default=0.3,
     show_default=True,
     type=click.FloatRange(0, 1, min_open=True),
     help="Learning rate of the full fine-tuning phase, as a fraction of --lr.",
