@@ -327,16 +327,17 @@ def parse_class_map(specs: Iterable[str], dataset_names: Sequence[str]) -> dict[
 
 
 def _check_dataset_classes(mapping: dict[str, str], dataset_names: Sequence[str]) -> None:
-    known = {_normal(name) for name in dataset_names}
+    known = {class_key(name) for name in dataset_names}
     for source in mapping:
-        if _normal(source) not in known:
+        if class_key(source) not in known:
             raise InputError(
                 f"--class-map: {source!r} is not a class of the dataset "
                 f"({', '.join(dataset_names)})"
             )
 
 
-def _normal(name: str) -> str:
+def class_key(name: str) -> str:
+    """A class name as compared: case-insensitive, synonyms folded (motorcycle = motorbike)."""
     name = name.strip().lower()
     return SYNONYMS.get(name, name)
 
@@ -349,23 +350,23 @@ def resolve_class_map(
     A class the user does not map keeps the model class of the same name. Errors name the
     unknown class, and for a dataset class the model cannot name, how to map it.
     """
-    by_name = {_normal(name): number for number, name in enumerate(model_names)}
+    by_name = {class_key(name): number for number, name in enumerate(model_names)}
     _check_dataset_classes(overrides, dataset_names)
     for target in overrides.values():
-        if target.lower() != IGNORE and _normal(target) not in by_name:
+        if target.lower() != IGNORE and class_key(target) not in by_name:
             raise InputError(
                 f"--class-map: {target!r} is not a class of the model "
                 f"(e.g. {', '.join(model_names[:8])}) nor 'ignore'"
             )
-    chosen = {_normal(source): target for source, target in overrides.items()}
+    chosen = {class_key(source): target for source, target in overrides.items()}
     resolved: list[int | None] = []
     unmatched = []
     for name in dataset_names:
-        target = chosen.get(_normal(name), name)
+        target = chosen.get(class_key(name), name)
         if target.lower() == IGNORE:
             resolved.append(None)
-        elif _normal(target) in by_name:
-            resolved.append(by_name[_normal(target)])
+        elif class_key(target) in by_name:
+            resolved.append(by_name[class_key(target)])
         else:
             unmatched.append(name)
     if unmatched:

@@ -36,7 +36,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from apps.car_detection.datasets import Dataset, Sample, _normal
+from apps.car_detection.datasets import Dataset, Sample, class_key
 from apps.car_detection.yolo import YoloTask, encode_targets, kmeans_anchors, load_task
 from shared.errors import InputError
 from shared.files import atomic_output
@@ -89,16 +89,16 @@ def target_names(
     A dataset class becomes the class its ``--class-map`` target names (default: itself), spelt
     as the base model spells it when the base knows it; ``ignore`` drops it.
     """
-    base = {_normal(name): name for name in base_names}
-    chosen = {_normal(source): target for source, target in overrides.items()}
+    base = {class_key(name): name for name in base_names}
+    chosen = {class_key(source): target for source, target in overrides.items()}
     names: list[str] = []
     mapping: list[int | None] = []
     for name in dataset_names:
-        target = chosen.get(_normal(name), name)
+        target = chosen.get(class_key(name), name)
         if target.lower() == "ignore":
             mapping.append(None)
             continue
-        spelt = base.get(_normal(target), target)
+        spelt = base.get(class_key(target), target)
         if spelt not in names:
             names.append(spelt)
         mapping.append(names.index(spelt))
@@ -108,7 +108,13 @@ def target_names(
 
 
 def _head_convolutions(backbone: keras.Model) -> list[keras.layers.Layer]:
-    return [output._keras_history.operation for output in backbone.outputs]
+    """The layer producing each output of the backbone, in output order."""
+    producers = {}
+    for layer in backbone.layers:
+        for number, output in enumerate(backbone.outputs):
+            if layer.output is output:
+                producers[number] = layer
+    return [producers[number] for number in range(len(backbone.outputs))]
 
 
 def replace_heads(
@@ -124,7 +130,7 @@ def replace_heads(
     (synonyms included), other classes start at probability ~0.01 (bias -4.6).
     """
     rng = np.random.default_rng(seed)
-    old_index = {_normal(name): number for number, name in enumerate(old_names)}
+    old_index = {class_key(name): number for number, name in enumerate(old_names)}
     old_width, new_width = 5 + len(old_names), 5 + len(new_names)
     outputs = []
     for conv, count in zip(_head_convolutions(backbone), anchors_per_head, strict=True):
@@ -143,8 +149,8 @@ def replace_heads(
             rows_old = [anchor * old_width + k for k in range(5)]
             rows_new = [anchor * new_width + k for k in range(5)]
             for number, name in enumerate(new_names):
-                if _normal(name) in old_index:
-                    rows_old.append(anchor * old_width + 5 + old_index[_normal(name)])
+                if class_key(name) in old_index:
+                    rows_old.append(anchor * old_width + 5 + old_index[class_key(name)])
                     rows_new.append(anchor * new_width + 5 + number)
             new_kernel[..., rows_new] = kernel[..., rows_old]
             new_bias[rows_new] = bias[rows_old]
