@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from apps.car_detection.darknet import DarknetModel, load_darknet
+from apps.car_detection.network import DetectorNetwork, load_network
 from shared.errors import InputError
 from shared.weights import resolve_model
 
@@ -83,17 +83,19 @@ def load_model_and_names(
     weights: Path | str | None = None,
     names: Path | str | None = None,
     size: int | None = None,
-) -> tuple[DarknetModel, list[str]]:
-    """The converted model and its class names, checked to agree in number.
+    runtime: str | None = None,
+) -> tuple[DetectorNetwork, list[str]]:
+    """The network ready for inference and its class names, checked to agree in number.
 
-    ``size`` replaces the cfg's square input size (a multiple of the network's stride).
+    ``size`` replaces the cfg's square input size (a multiple of the network's stride);
+    ``runtime`` is ``openvino`` or ``tensorflow`` (None: OpenVINO where it works).
     ``model`` may also be a ``.keras`` file written by ``detect-cars-train``: it carries its
     own class names, anchors and input size.
     """
     if model is not None and model.endswith(".keras"):
-        return load_trained(model, size)
+        return load_trained(model, size, runtime)
     cfg_path, weights_path = darknet_files(model, cfg, weights)
-    network = load_darknet(cfg_path, weights_path, input_size=(size, size) if size else None)
+    network = load_network(cfg_path, weights_path, size, runtime)
     labels = read_class_names(names)
     if len(labels) != network.classes:
         source = names or "the shipped COCO names"
@@ -103,9 +105,13 @@ def load_model_and_names(
     return network, labels
 
 
-def load_trained(path: Path | str, size: int | None = None) -> tuple[DarknetModel, list[str]]:
-    """A ``detect-cars-train`` result as (detection network, class names)."""
+def load_trained(
+    path: Path | str, size: int | None = None, runtime: str | None = None
+) -> tuple[DetectorNetwork, list[str]]:
+    """A ``detect-cars-train`` result as (network on ``runtime``, class names)."""
+    from apps.car_detection.network import GRAPH_VERSION
     from apps.car_detection.yolo import load_task
+    from shared.runtime import load_model
 
     if not Path(path).is_file():
         raise InputError(f"{path}: model file not found")
@@ -116,4 +122,11 @@ def load_trained(path: Path | str, size: int | None = None) -> tuple[DarknetMode
     if size is not None and (size, size) != task.input_size:
         width, height = task.input_size
         raise InputError(f"{path}: trained at {width}x{height}; --size cannot change it")
-    return task.detection_network(), task.names
+
+    def build():
+        darknet = task.detection_network()
+        facts = {"width": darknet.width, "height": darknet.height, "classes": darknet.classes}
+        return darknet.pixel_model(), facts
+
+    model = load_model(Path(path).stem, [path], f"{GRAPH_VERSION};trained", build, runtime)
+    return DetectorNetwork(model=model, **model.metadata), task.names

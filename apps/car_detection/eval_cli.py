@@ -13,6 +13,7 @@ import click
 from apps.car_detection.decode import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
 from apps.car_detection.options import model_source_options
 from shared.cli import debug_option, progress, quiet_tensorflow, user_errors
+from shared.runtime import RUNTIMES
 
 EXAMPLE = """\b
 Examples:
@@ -72,6 +73,12 @@ def default_output(dataset_root: Path) -> Path:
     type=click.Path(file_okay=False),
     help="Folder for report.json and P-R plots [default: DATA's name + _eval].",
 )
+@click.option(
+    "--runtime",
+    type=click.Choice(RUNTIMES),
+    default=None,
+    help="Inference runtime [default: openvino where it works, else tensorflow].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @debug_option
 @user_errors
@@ -89,6 +96,7 @@ def main(
     max_det: int,
     batch: int,
     output: str | None,
+    runtime: str | None,
     as_json: bool,
     debug: bool,
 ) -> None:
@@ -121,6 +129,7 @@ def main(
         max_det=max_det,
         classes="all",
         multi_label=True,
+        runtime=runtime,
     )
     mapping = resolve_class_map(dataset.names, detector.names, overrides)
     detector.classes = sorted({c for c in mapping if c is not None})
