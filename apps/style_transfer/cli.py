@@ -21,7 +21,14 @@ from apps.style_transfer.settings import (
     LossWeights,
     TransferSettings,
 )
-from shared.cli import checked_option, debug_option, progress, quiet_tensorflow, user_errors
+from shared.cli import (
+    checked_option,
+    debug_option,
+    exist_ok_option,
+    progress,
+    quiet_tensorflow,
+    user_errors,
+)
 from shared.errors import InputError
 
 EXAMPLE = """\b
@@ -155,6 +162,7 @@ class _NetworkOrTrainedStyle(click.Choice):
 )
 @checked_option("--seed", DEFAULTS.seed, click.IntRange(min=0), "Seed of the noise start.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@exist_ok_option
 @debug_option
 @user_errors
 def main(
@@ -182,6 +190,7 @@ def main(
     seed,
     smooth,
     as_json,
+    exist_ok,
     debug,
 ):
     """Paint CONTENT in the manner of STYLES (Gatys et al. neural style transfer)."""
@@ -231,6 +240,7 @@ def main(
             logdir=logdir,
             notice=lambda message: click.echo(f"notice: {message}", err=True),
             on_iteration=show,
+            exist_ok=exist_ok,
         )
     if as_json:
         click.echo(json.dumps(result.as_dict()))
