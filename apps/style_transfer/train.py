@@ -307,6 +307,7 @@ def train_style(
     ``on_step(step, parts)`` is called after every step. Ctrl-C saves the checkpoint and
     returns a result marked ``interrupted``.
     """
+    import keras
     import tensorflow as tf
 
     from apps.style_transfer import features as feature_networks
@@ -351,6 +352,7 @@ def train_style(
         "images": len(files),
         "train": settings.as_dict(),
     }
+    keras.utils.set_random_seed(settings.seed)  # the same network start for the same --seed
     network = StyleNetwork(
         settings.width,
         style_name=style.stem,
@@ -358,7 +360,6 @@ def train_style(
         settings=run_settings,
     )
     network(np.zeros((1, MIN_SIDE, MIN_SIDE, 3), np.float32))  # build
-    import keras
 
     schedule = keras.optimizers.schedules.CosineDecay(
         settings.learning_rate, settings.steps, alpha=0.1
