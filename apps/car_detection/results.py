@@ -78,9 +78,14 @@ class FrameResult:
         return Counter(detection.label for detection in self.detections)
 
     def draw(self, rgb: np.ndarray) -> np.ndarray:
-        """A copy of ``rgb`` with this frame's boxes, labels and scores drawn on it."""
+        """A copy of ``rgb`` with this frame's boxes, labels and scores drawn on it.
+
+        The best detections are drawn last, on top; each class keeps its colour.
+        """
+        weakest_first = sorted(self.detections, key=lambda detection: detection.score)
         return draw_boxes(
             rgb,
-            [detection.box for detection in self.detections],
-            [f"{detection.label} {detection.score:.2f}" for detection in self.detections],
+            [detection.box for detection in weakest_first],
+            [f"{detection.label} {detection.score:.2f}" for detection in weakest_first],
+            colour_keys=[detection.class_id for detection in weakest_first],
         )
