@@ -10,13 +10,25 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from apps.car_detection.darknet import DarknetModel, load_darknet
 from shared.errors import InputError
-from shared.weights import resolve_model
+from shared.weights import catalogue, resolve_model
+
+if TYPE_CHECKING:  # the darknet module imports Keras, which a command's --help must not wait for
+    from apps.car_detection.darknet import DarknetModel
 
 DEFAULT_MODEL = "yolo-fastest-1.1-xl"
 VEHICLE_CLASSES = ("car", "truck", "bus")
+
+
+def darknet_models() -> list[str]:
+    """The catalogue's detectors: the models listed with a Darknet .cfg and .weights."""
+    return sorted(
+        name
+        for name, entries in catalogue().items()
+        if {".cfg", ".weights"} <= {Path(entry.file).suffix for entry in entries}
+    )
 
 
 def darknet_files(
@@ -88,6 +100,8 @@ def load_model_and_names(
 
     ``size`` replaces the cfg's square input size (a multiple of the network's stride).
     """
+    from apps.car_detection.darknet import load_darknet
+
     cfg_path, weights_path = darknet_files(model, cfg, weights)
     network = load_darknet(cfg_path, weights_path, input_size=(size, size) if size else None)
     labels = read_class_names(names)

@@ -11,8 +11,28 @@ from urllib.parse import urlparse
 
 import click
 
-from shared.cli import EXIT_INTERRUPTED, debug_option, progress, quiet_tensorflow, user_errors
+from apps.car_detection.catalogue import DEFAULT_MODEL, darknet_models
+from apps.car_detection.decode import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
+from shared.cli import (
+    EXIT_INTERRUPTED,
+    Command,
+    MultipleOf,
+    debug_option,
+    exist_ok_option,
+    progress,
+    quiet_tensorflow,
+    user_errors,
+)
 from shared.errors import InputError
+from shared.files import refuse_to_replace
+from shared.video import BROWSER_PLAYABLE_FOURCCS
+
+# Inference time grows with the square of the input size: 1280 is already 16 times the work
+# of the default 320, and --size 4000 ran at 0.1 frames/s (issue 11).
+MAX_SIZE = 1280
+# A batch holds this many frames at the network size and their outputs; beyond it memory
+# grows and speed does not (the work per frame is the same).
+MAX_BATCH = 256
 
 EXAMPLE = """\b
 Examples:
@@ -52,16 +72,44 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
         raise InputError(f"{output}: refusing to overwrite the input; choose another --output")
 
 
-@click.command(epilog=EXAMPLE)
+@click.command(cls=Command, epilog=EXAMPLE)
 @click.argument("source")
-@click.option("--model", default=None, help="Catalogue model [default: yolo-fastest-1.1-xl].")
+@click.option(
+    "--model",
+    type=click.Choice(darknet_models()),
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="Catalogue detector (found or downloaded once).",
+)
 @click.option("--cfg", type=click.Path(dir_okay=False), help="A Darknet .cfg (with --weights).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Darknet .weights for --cfg.")
 @click.option("--names", type=click.Path(dir_okay=False), help="Class names, one per line.")
-@click.option("--size", type=int, help="Network input size, a multiple of 32 [default: cfg's].")
-@click.option("--conf", default=0.25, show_default=True, help="Score threshold (obj x class).")
-@click.option("--iou", default=0.45, show_default=True, help="NMS IoU threshold.")
-@click.option("--max-det", default=100, show_default=True, help="Most detections per frame.")
+@click.option(
+    "--size",
+    type=MultipleOf(32, MAX_SIZE, "time grows with its square"),
+    help=f"Network input size, a multiple of 32 up to {MAX_SIZE} [default: the cfg's].",
+)
+@click.option(
+    "--conf",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=DEFAULT_CONF,
+    show_default=True,
+    help="Score threshold (objectness x class probability).",
+)
+@click.option(
+    "--iou",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=DEFAULT_IOU,
+    show_default=True,
+    help="NMS IoU threshold.",
+)
+@click.option(
+    "--max-det",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_DET,
+    show_default=True,
+    help="Most detections per frame.",
+)
 @click.option(
     "--classes",
     default="vehicles",
@@ -74,18 +122,35 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     help="Keep every class over --conf for a box (Darknet's mAP rule; one object may then be "
     "counted as a car and a truck). Default: one label per box, its best class.",
 )
-@click.option("--batch", default=8, show_default=True, help="Frames per inference batch.")
-@click.option("--vid-stride", default=1, show_default=True, help="Infer every N-th frame.")
+@click.option(
+    "--batch",
+    type=click.IntRange(1, MAX_BATCH),
+    default=8,
+    show_default=True,
+    help="Frames per inference batch.",
+)
+@click.option(
+    "--vid-stride",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Infer every N-th frame.",
+)
 @click.option("--output", "-o", type=click.Path(), help="Annotated video, image or folder.")
-@click.option("--detections", type=click.Path(), help="JSON lines, one per frame ('-': stdout).")
+@click.option(
+    "--detections",
+    type=click.Path(),
+    help="JSON lines, one per frame ('-': stdout; the summary then goes to stderr).",
+)
 @click.option("--csv", "csv_path", type=click.Path(), help="CSV, one row per detection.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--no-draw", is_flag=True, help="Write no annotated video or images.")
+@exist_ok_option
 @debug_option
 @user_errors
 def main(
     source: str,
-    model: str | None,
+    model: str,
     cfg: str | None,
     weights: str | None,
     names: str | None,
@@ -102,6 +167,7 @@ def main(
     csv_path: str | None,
     as_json: bool,
     no_draw: bool,
+    exist_ok: bool,
     debug: bool,
 ) -> None:
     """Detect cars (and other COCO objects) in SOURCE: a video file, an image,
@@ -116,11 +182,32 @@ def main(
 
     if detections == "-" and as_json:
         raise InputError("--detections - and --json both write to stdout; choose one")
-    # The source first, before TensorFlow loads: a dead camera or stream fails at once.
+    # The source and the outputs first, before TensorFlow loads: a dead camera, a missing
+    # image or an output that cannot be written fails at once.
     opened = open_source(source, prefetch=2 * batch)
     sinks = []
     outputs: dict[str, str] = {}
+    video_sink = None
     try:
+        annotated = None if no_draw else _annotated_output(output, opened.kind, opened.name)
+        for path in (annotated, detections if detections != "-" else None, csv_path):
+            if path is not None:
+                _refuse_overwriting_input(Path(path), opened.name)  # even with --exist-ok
+                refuse_to_replace(path, exist_ok)
+        if annotated is not None:
+            if opened.kind in ("folder", "image"):
+                sinks.append(AnnotatedImageSink(annotated, folder=opened.kind == "folder"))
+            else:
+                video_sink = AnnotatedVideoSink(annotated, opened.fps, opened.width, opened.height)
+                sinks.append(video_sink)
+            outputs["annotated"] = str(annotated)
+        if detections:
+            sinks.append(JsonLinesSink(detections))
+            outputs["detections"] = detections
+        if csv_path:
+            sinks.append(CsvSink(csv_path))
+            outputs["csv"] = csv_path
+
         if not debug:
             quiet_tensorflow()
         from apps.car_detection.detector import load_detector
@@ -137,23 +224,6 @@ def main(
             classes=classes,
             multi_label=multi_label,
         )
-        annotated = None if no_draw else _annotated_output(output, opened.kind, opened.name)
-        if annotated is not None:
-            _refuse_overwriting_input(annotated, opened.name)
-            if opened.kind == "folder":
-                annotated.mkdir(parents=True, exist_ok=True)
-                sinks.append(AnnotatedImageSink(annotated, folder=True))
-            elif opened.kind == "image":
-                sinks.append(AnnotatedImageSink(annotated, folder=False))
-            else:
-                sinks.append(AnnotatedVideoSink(annotated, opened.fps, opened.width, opened.height))
-            outputs["annotated"] = str(annotated)
-        if detections:
-            sinks.append(JsonLinesSink(detections))
-            outputs["detections"] = detections
-        if csv_path:
-            sinks.append(CsvSink(csv_path))
-            outputs["csv"] = csv_path
     except BaseException as error:
         for sink in sinks:
             sink.close(error)
@@ -169,11 +239,22 @@ def main(
             vid_stride=vid_stride,
             on_frame=lambda _result: bar.update(1),
         )
-    summary.outputs = outputs
+    # An output closed before its first frame was never written: do not name it.
+    summary.outputs = {
+        kind: path for kind, path in outputs.items() if path == "-" or Path(path).exists()
+    }
+    if video_sink is not None and video_sink.fourcc not in BROWSER_PLAYABLE_FOURCCS:
+        summary.warnings.append(
+            f"{outputs['annotated']}: written as '{video_sink.fourcc}' (MPEG-4 Part 2): this "
+            "OpenCV build has no H.264 encoder, so desktop players show it but browsers do not"
+        )
+    for warning in summary.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(summary.to_dict()))
-    elif detections != "-":
-        click.echo(render_summary(summary.to_dict()))
+    else:
+        # With --detections - the JSON lines own standard output.
+        click.echo(render_summary(summary.to_dict()), err=detections == "-")
     if summary.interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
 
@@ -189,7 +270,8 @@ def render_summary(summary: dict) -> str:
         lines.append("  nothing detected")
     for label, count in summary["detections"].items():
         most = summary["most_at_once"][label]
-        at_once = f"at most {most['count']} at once (frame {most['frame']})"
+        where = most.get("image") or f"frame {most['frame']}"
+        at_once = f"at most {most['count']} at once ({where})"
         lines.append(f"  {label}: {count} detections, {at_once}")
     lines.extend(f"  {kind}: {path}" for kind, path in summary["outputs"].items())
     return "\n".join(lines)

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from apps.car_detection.darknet import DarknetModel
 from shared.boxes import clip_boxes, cxcywh_to_xyxy, nms
+
+if TYPE_CHECKING:  # the darknet module imports Keras; detect-cars reads the defaults here first
+    from apps.car_detection.darknet import DarknetModel
 
 # The thresholds every caller starts from (detect-cars, the Python API, the benchmark): Darknet's
 # and OpenCV's usual score threshold and NMS IoU, and COCO's limit on detections per image.
