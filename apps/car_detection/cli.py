@@ -13,6 +13,7 @@ import click
 
 from apps.car_detection.catalogue import DEFAULT_MODEL, darknet_models
 from apps.car_detection.decode import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
+from apps.car_detection.tracking import MIN_TRACK_FRAMES, CountLine, Tracking
 from shared.cli import (
     EXIT_INTERRUPTED,
     Command,
@@ -40,6 +41,7 @@ Examples:
   detect-cars dashcam.mp4 --detections cars.jsonl --csv cars.csv --no-draw
   detect-cars photos/ --classes all --json     # a folder of images, every COCO class
   detect-cars 0 --output camera.mp4            # camera 0 until Ctrl-C
+  detect-cars road.mp4 --track --count-line 0,0.6,1,0.6   # unique cars, count a line
 """
 
 
@@ -92,9 +94,9 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
 @click.option(
     "--conf",
     type=click.FloatRange(0, 1, max_open=True),
-    default=DEFAULT_CONF,
-    show_default=True,
-    help="Score threshold (objectness x class probability).",
+    default=None,
+    help=f"Score threshold (objectness x class probability) [default: {DEFAULT_CONF}; 0.1 with "
+    "--track, whose second association stage uses the weak detections].",
 )
 @click.option(
     "--iou",
@@ -145,6 +147,22 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
 @click.option("--csv", "csv_path", type=click.Path(), help="CSV, one row per detection.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--no-draw", is_flag=True, help="Write no annotated video or images.")
+@click.option(
+    "--track", is_flag=True, help="Follow vehicles across frames: ids, trails, unique counts."
+)
+@click.option(
+    "--count-line",
+    metavar="X1,Y1,X2,Y2",
+    help="Count tracks crossing this line, per direction and class (pixels, or fractions of "
+    "the frame from 0 to 1); implies --track.",
+)
+@click.option(
+    "--min-track-frames",
+    type=click.IntRange(min=1),
+    default=MIN_TRACK_FRAMES,
+    show_default=True,
+    help="Frames a track must span to count as a vehicle in the summary.",
+)
 @exist_ok_option
 @debug_option
 @user_errors
@@ -155,7 +173,7 @@ def main(
     weights: str | None,
     names: str | None,
     size: int | None,
-    conf: float,
+    conf: float | None,
     iou: float,
     max_det: int,
     classes: str,
@@ -167,6 +185,9 @@ def main(
     csv_path: str | None,
     as_json: bool,
     no_draw: bool,
+    track: bool,
+    count_line: str | None,
+    min_track_frames: int,
     exist_ok: bool,
     debug: bool,
 ) -> None:
@@ -182,6 +203,12 @@ def main(
 
     if detections == "-" and as_json:
         raise InputError("--detections - and --json both write to stdout; choose one")
+    tracking = None
+    if track or count_line:
+        line = CountLine.parse(count_line) if count_line else None
+        tracking = Tracking(line=line, min_frames=min_track_frames)
+    if conf is None:
+        conf = tracking.settings.low if tracking else DEFAULT_CONF
     # The source and the outputs first, before TensorFlow loads: a dead camera, a missing
     # image or an output that cannot be written fails at once.
     opened = open_source(source, prefetch=2 * batch)
@@ -205,7 +232,7 @@ def main(
             sinks.append(JsonLinesSink(detections))
             outputs["detections"] = detections
         if csv_path:
-            sinks.append(CsvSink(csv_path))
+            sinks.append(CsvSink(csv_path, tracked=tracking is not None))
             outputs["csv"] = csv_path
 
         if not debug:
@@ -238,6 +265,7 @@ def main(
             batch=batch,
             vid_stride=vid_stride,
             on_frame=lambda _result: bar.update(1),
+            tracking=tracking,
         )
     # An output closed before its first frame was never written: do not name it.
     summary.outputs = {
@@ -273,8 +301,26 @@ def render_summary(summary: dict) -> str:
         where = most.get("image") or f"frame {most['frame']}"
         at_once = f"at most {most['count']} at once ({where})"
         lines.append(f"  {label}: {count} detections, {at_once}")
+    if "tracking" in summary:
+        lines.extend(_render_tracking(summary["tracking"]))
     lines.extend(f"  {kind}: {path}" for kind, path in summary["outputs"].items())
     return "\n".join(lines)
+
+
+def _render_tracking(tracking: dict) -> list[str]:
+    unique = ", ".join(f"{label} {count}" for label, count in tracking["unique"].items())
+    lines = [
+        f"  unique vehicles (tracks of at least {tracking['min_track_frames']} frames): "
+        + (unique or "none")
+    ]
+    if "line" in tracking:
+        line = tracking["line"]
+        ends = "({:g}, {:g})-({:g}, {:g})".format(*line["from"], *line["to"])
+        total = ", ".join(f"{way} {count}" for way, count in line["total"].items())
+        lines.append(f"  crossed the line {ends}: {total}")
+        for label, ways in line["crossings"].items():
+            lines.append(f"    {label}: " + ", ".join(f"{w} {n}" for w, n in ways.items()))
+    return lines
 
 
 if __name__ == "__main__":

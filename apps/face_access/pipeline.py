@@ -59,10 +59,11 @@ def _largest(faces: list[Face]) -> Face:
 
 @dataclass(frozen=True)
 class FaceVector:
-    """A detected face and its unit embedding."""
+    """A detected face and its unit embedding; ``faces_found`` > 1 when it was the largest."""
 
     face: Face
     vector: np.ndarray
+    faces_found: int = 1
 
 
 class FacePipeline:
@@ -94,7 +95,7 @@ class FacePipeline:
         return self._usable_chip(rgb, source, largest)[0]
 
     def _usable_chip(self, rgb: np.ndarray, source: str | Path, largest: bool):
-        """``usable_face`` and its aligned chip, on which sharpness is judged."""
+        """``usable_face``, its aligned chip (on which sharpness is judged) and the face count."""
         faces = self.detector.detect(rgb)
         if not faces:
             raise InputError(f"{source}: no face found")
@@ -115,9 +116,9 @@ class FacePipeline:
                 f"{source}: face too blurred (sharpness {score:.1f}, at least "
                 f"{self.min_sharpness:g} needed)"
             )
-        return face, chip
+        return face, chip, len(faces)
 
     def face_vector(self, rgb: np.ndarray, source: str | Path, *, largest: bool = False):
         """``usable_face`` and its embedding, as a ``FaceVector``."""
-        face, chip = self._usable_chip(rgb, source, largest)
-        return FaceVector(face, self.embedder.embed(chip[None])[0])
+        face, chip, found = self._usable_chip(rgb, source, largest)
+        return FaceVector(face, self.embedder.embed(chip[None])[0], found)
