@@ -18,6 +18,7 @@ from shared.cli import (
     EXIT_INTERRUPTED,
     Command,
     MultipleOf,
+    checked_option,
     debug_option,
     exist_ok_option,
     progress,
@@ -98,20 +99,8 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     help=f"Score threshold (objectness x class probability) [default: {DEFAULT_CONF}; 0.1 with "
     "--track, whose second association stage uses the weak detections].",
 )
-@click.option(
-    "--iou",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=DEFAULT_IOU,
-    show_default=True,
-    help="NMS IoU threshold.",
-)
-@click.option(
-    "--max-det",
-    type=click.IntRange(min=1),
-    default=DEFAULT_MAX_DET,
-    show_default=True,
-    help="Most detections per frame.",
-)
+@checked_option("--iou", DEFAULT_IOU, click.FloatRange(0, 1, min_open=True), "NMS IoU threshold.")
+@checked_option("--max-det", DEFAULT_MAX_DET, click.IntRange(min=1), "Most detections per frame.")
 @click.option(
     "--classes",
     default="vehicles",
@@ -124,20 +113,8 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     help="Keep every class over --conf for a box (Darknet's mAP rule; one object may then be "
     "counted as a car and a truck). Default: one label per box, its best class.",
 )
-@click.option(
-    "--batch",
-    type=click.IntRange(1, MAX_BATCH),
-    default=8,
-    show_default=True,
-    help="Frames per inference batch.",
-)
-@click.option(
-    "--vid-stride",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Infer every N-th frame.",
-)
+@checked_option("--batch", 8, click.IntRange(1, MAX_BATCH), "Frames per inference batch.")
+@checked_option("--vid-stride", 1, click.IntRange(min=1), "Infer every N-th frame.")
 @click.option("--output", "-o", type=click.Path(), help="Annotated video, image or folder.")
 @click.option(
     "--detections",
@@ -156,12 +133,11 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     help="Count tracks crossing this line, per direction and class (pixels, or fractions of "
     "the frame from 0 to 1); implies --track.",
 )
-@click.option(
+@checked_option(
     "--min-track-frames",
-    type=click.IntRange(min=1),
-    default=MIN_TRACK_FRAMES,
-    show_default=True,
-    help="Frames a track must span to count as a vehicle in the summary.",
+    MIN_TRACK_FRAMES,
+    click.IntRange(min=1),
+    "Frames a track must span to count as a vehicle in the summary.",
 )
 @exist_ok_option
 @debug_option
