@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from shared.errors import InputError
 from shared.weights import catalogue, resolve_model
 
-if TYPE_CHECKING:  # the darknet module imports Keras, which a command's --help must not wait for
-    from apps.car_detection.darknet import DarknetModel
+if TYPE_CHECKING:  # the network module imports the runtime, which --help must not wait for
+    from apps.car_detection.network import DetectorNetwork
 
 DEFAULT_MODEL = "yolo-fastest-1.1-xl"
 VEHICLE_CLASSES = ("car", "truck", "bus")
@@ -95,15 +95,17 @@ def load_model_and_names(
     weights: Path | str | None = None,
     names: Path | str | None = None,
     size: int | None = None,
-) -> tuple[DarknetModel, list[str]]:
-    """The converted model and its class names, checked to agree in number.
+    runtime: str | None = None,
+) -> tuple[DetectorNetwork, list[str]]:
+    """The network ready for inference and its class names, checked to agree in number.
 
-    ``size`` replaces the cfg's square input size (a multiple of the network's stride).
+    ``size`` replaces the cfg's square input size (a multiple of the network's stride);
+    ``runtime`` is ``openvino`` or ``tensorflow`` (None: OpenVINO where it works).
     """
-    from apps.car_detection.darknet import load_darknet
+    from apps.car_detection.network import load_network
 
     cfg_path, weights_path = darknet_files(model, cfg, weights)
-    network = load_darknet(cfg_path, weights_path, input_size=(size, size) if size else None)
+    network = load_network(cfg_path, weights_path, size, runtime)
     labels = read_class_names(names)
     if len(labels) != network.classes:
         source = names or "the shipped COCO names"

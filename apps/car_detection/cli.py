@@ -22,11 +22,11 @@ from shared.cli import (
     debug_option,
     exist_ok_option,
     progress,
-    quiet_tensorflow,
     user_errors,
 )
 from shared.errors import InputError
 from shared.files import refuse_to_replace
+from shared.runtime import RUNTIMES
 from shared.video import BROWSER_PLAYABLE_FOURCCS
 
 # Inference time grows with the square of the input size: 1280 is already 16 times the work
@@ -113,6 +113,12 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     help="Keep every class over --conf for a box (Darknet's mAP rule; one object may then be "
     "counted as a car and a truck). Default: one label per box, its best class.",
 )
+@click.option(
+    "--runtime",
+    type=click.Choice(RUNTIMES),
+    default=None,
+    help="Inference runtime [default: openvino where it works, else tensorflow].",
+)
 @checked_option("--batch", 8, click.IntRange(1, MAX_BATCH), "Frames per inference batch.")
 @checked_option("--vid-stride", 1, click.IntRange(min=1), "Infer every N-th frame.")
 @click.option("--output", "-o", type=click.Path(), help="Annotated video, image or folder.")
@@ -154,6 +160,7 @@ def main(
     max_det: int,
     classes: str,
     multi_label: bool,
+    runtime: str | None,
     batch: int,
     vid_stride: int,
     output: str | None,
@@ -185,7 +192,7 @@ def main(
         tracking = Tracking(line=line, min_frames=min_track_frames)
     if conf is None:
         conf = tracking.settings.low if tracking else DEFAULT_CONF
-    # The source and the outputs first, before TensorFlow loads: a dead camera, a missing
+    # The source and the outputs first, before the model loads: a dead camera, a missing
     # image or an output that cannot be written fails at once.
     opened = open_source(source, prefetch=2 * batch)
     sinks = []
@@ -211,8 +218,6 @@ def main(
             sinks.append(CsvSink(csv_path, tracked=tracking is not None))
             outputs["csv"] = csv_path
 
-        if not debug:
-            quiet_tensorflow()
         from apps.car_detection.detector import load_detector
 
         detector = load_detector(
@@ -226,6 +231,7 @@ def main(
             max_det=max_det,
             classes=classes,
             multi_label=multi_label,
+            runtime=runtime,
         )
     except BaseException as error:
         for sink in sinks:
