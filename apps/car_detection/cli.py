@@ -13,6 +13,7 @@ import click
 
 from apps.car_detection.catalogue import DEFAULT_MODEL, darknet_models
 from apps.car_detection.decode import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
+from apps.car_detection.tracker import TrackerSettings
 from apps.car_detection.tracking import MIN_TRACK_FRAMES, CountLine, Tracking
 from shared.cli import (
     EXIT_INTERRUPTED,
@@ -143,7 +144,7 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     "--min-track-frames",
     MIN_TRACK_FRAMES,
     click.IntRange(min=1),
-    "Frames a track must span to count as a vehicle in the summary.",
+    "Frames a track must be seen in to count as a vehicle in the summary.",
 )
 @exist_ok_option
 @debug_option
@@ -186,19 +187,20 @@ def main(
 
     if detections == "-" and as_json:
         raise InputError("--detections - and --json both write to stdout; choose one")
-    tracking = None
-    if track or count_line:
-        line = CountLine.parse(count_line) if count_line else None
-        tracking = Tracking(line=line, min_frames=min_track_frames)
+    track = track or count_line is not None
+    line = CountLine.parse(count_line) if count_line else None
     if conf is None:
-        conf = tracking.settings.low if tracking else DEFAULT_CONF
+        conf = TrackerSettings.low if track else DEFAULT_CONF
     # The source and the outputs first, before the model loads: a dead camera, a missing
     # image or an output that cannot be written fails at once.
     opened = open_source(source, prefetch=2 * batch)
     sinks = []
     outputs: dict[str, str] = {}
     video_sink = None
+    tracking = None
     try:
+        if track:
+            tracking = Tracking(line=line, min_frames=min_track_frames, fps=opened.fps)
         annotated = None if no_draw else _annotated_output(output, opened.kind, opened.name)
         for path in (annotated, detections if detections != "-" else None, csv_path):
             if path is not None:
