@@ -8,6 +8,8 @@ is preceded by a marker naming the files it opens, which are linked in from ../s
 
 Those blocks need the ``offline_weights`` fixture, so without ../shared the test skips at the
 first of them (after running the blocks before it). A new file name goes in ``STAGED``.
+A block marked ``<!-- tested by tests/....py -->`` is run by that test instead (here it is
+only compiled).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ STAGED = {
 
 _BLOCK = re.compile(
     r"(?:<!-- readme-test: needs \.\./shared \((?P<files>[^)]*)\) -->\n)?"
+    r"(?P<elsewhere><!-- tested by [^>]*-->\n)?"
     r"```python\n(?P<code>.*?)```",
     re.DOTALL,
 )
@@ -36,6 +39,7 @@ class Snippet:
     line: int
     code: str
     files: list[str]
+    tested_elsewhere: bool  # "<!-- tested by tests/...py -->": that test runs it
 
 
 def readme_snippets() -> list[Snippet]:
@@ -45,6 +49,7 @@ def readme_snippets() -> list[Snippet]:
             text.count("\n", 0, match.start("code")) + 1,
             match["code"],
             [name.strip() for name in (match["files"] or "").split(",") if name.strip()],
+            match["elsewhere"] is not None,
         )
         for match in _BLOCK.finditer(text)
     ]
@@ -62,6 +67,8 @@ def test_the_readme_snippets_run(request, tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "readme"}
     for snippet in readme_snippets():
+        if snippet.tested_elsewhere:
+            continue
         if snippet.files:
             request.getfixturevalue("offline_weights")  # skips here without ../shared
             data_dir = request.getfixturevalue("data_dir")

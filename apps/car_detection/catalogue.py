@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from apps.car_detection.network import DetectorNetwork, load_network
 from shared.errors import InputError
 from shared.weights import catalogue, resolve_model
-
-if TYPE_CHECKING:  # the network module imports the runtime, which --help must not wait for
-    from apps.car_detection.network import DetectorNetwork
 
 DEFAULT_MODEL = "yolo-fastest-1.1-xl"
 VEHICLE_CLASSES = ("car", "truck", "bus")
@@ -106,8 +103,6 @@ def load_model_and_names(
     """
     if model is not None and model.endswith(".keras"):
         return load_trained(model, size, runtime)
-    from apps.car_detection.network import load_network
-
     cfg_path, weights_path = darknet_files(model, cfg, weights)
     network = load_network(cfg_path, weights_path, size, runtime)
     labels = read_class_names(names)
