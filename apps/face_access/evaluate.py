@@ -124,7 +124,9 @@ def lfw_dev_door(
 ) -> DoorFigures:
     """The LFW development door of ``folder``'s ``SPLITS.tsv``: each ``dev_enrol`` person
     enrolled from their 3 ``enrol_files``, their other photos checked as genuine probes, every
-    ``dev_stranger`` photo as an impostor."""
+    ``dev_stranger`` photo as an impostor. These are news photos, some with bystanders: the
+    enrolment takes the largest face (``--largest``), as a user enrolling from them would, and
+    enrols what the protocol gives (``--force``: no look-alike or far-photo refusal)."""
     enrolments, probes = {}, []
     with open(folder / "SPLITS.tsv", newline="") as table:
         for row in csv.DictReader(table, delimiter="\t"):
@@ -135,7 +137,14 @@ def lfw_dev_door(
                 probes += [(p, row["identity"]) for p in photos if p.name not in chosen]
             elif row["role"] == "dev_stranger":
                 probes += [(p, None) for p in photos]
-    return run_door(enrolments, probes, db, threshold=threshold, model_args=model_args)
+    return run_door(
+        enrolments,
+        probes,
+        db,
+        threshold=threshold,
+        model_args=model_args,
+        enrol_args=("--largest", "--force"),
+    )
 
 
 def run_door(
@@ -145,11 +154,12 @@ def run_door(
     *,
     threshold: float | None = None,
     model_args: tuple[str, ...] = (),
+    enrol_args: tuple[str, ...] = (),
 ) -> DoorFigures:
     """Enrol each person with ``face-enroll``, then check every probe (its true person, or None
     for a stranger) with one ``face-check --max-denials 0``; the figures of its JSON answers."""
     for name, photos in enrolments.items():
-        args = [name, *map(str, photos), "--db", str(db), *model_args]
+        args = [name, *map(str, photos), "--db", str(db), *enrol_args, *model_args]
         _run(enroll_command, args, exit_codes=(0,))
     args = ["--json", "--max-denials", "0", "--db", str(db)]
     if threshold is not None:
