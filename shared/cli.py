@@ -29,6 +29,10 @@ debug_option = click.option(
     "--debug", is_flag=True, help="Show full tracebacks instead of one-line errors."
 )
 
+exist_ok_option = click.option(
+    "--exist-ok", is_flag=True, help="Replace outputs that already exist (default: refuse)."
+)
+
 
 def checked_option(name: str, default: Any, type: click.ParamType, help: str | None = None):
     """An option with its default shown in --help and its value checked when parsed.

@@ -58,6 +58,16 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+def refuse_to_replace(path: str | os.PathLike[str], exist_ok: bool) -> None:
+    """Raise ``InputError`` when ``path`` exists and replacing it was not allowed.
+
+    Earlier results are not lost to a second run by accident: a command refuses and says
+    how to allow it (``shared.cli.exist_ok_option``).
+    """
+    if not exist_ok and os.path.lexists(path):
+        raise InputError(f"{path}: already exists; choose another name or pass --exist-ok")
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
