@@ -71,7 +71,12 @@ def open_source(text: str, prefetch: int = 16) -> Source:
             )
         return Source(str(path), "folder", _image_frames(images, path), len(images))
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return Source(str(path), "image", _image_frames([path], None), 1)
+        # Read now, not when the first frame is wanted: a missing or corrupt image fails
+        # before any model is loaded, as a bad video does.
+        rgb = read_image(path)
+        height, width = rgb.shape[:2]
+        frame = Frame(0, None, path.name, rgb)
+        return Source(str(path), "image", iter([frame]), 1, width=width, height=height)
     source = parse_source(text)
     reader = VideoReader(source, prefetch=prefetch)
     kind = "camera" if isinstance(source, int) else "stream" if "://" in str(source) else "video"

@@ -33,7 +33,7 @@ from apps.face_access.decision import (
 )
 from apps.face_access.store import FaceStore, clean_name
 from shared.errors import InputError, UserError
-from shared.files import sha256_file
+from shared.files import hash_file
 from shared.images import list_images, read_image
 
 if TYPE_CHECKING:  # the pipeline loads TensorFlow; face-admin needs none of it
@@ -97,7 +97,7 @@ def collect_faces(
     for source, image in images:
         try:
             if isinstance(image, Path):
-                rgb, sha256 = read_image(image), sha256_file(image)
+                rgb, sha256 = read_image(image), hash_file(image)
             else:
                 rgb = image
                 sha256 = hashlib.sha256(np.ascontiguousarray(image)).hexdigest()
