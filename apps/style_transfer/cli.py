@@ -22,6 +22,7 @@ from apps.style_transfer.settings import (
     TransferSettings,
 )
 from shared.cli import (
+    Command,
     checked_option,
     debug_option,
     exist_ok_option,
@@ -75,7 +76,7 @@ class _NetworkOrTrainedStyle(click.Choice):
         return "[" + "|".join(MODELS) + "|X.keras]"
 
 
-@click.command(epilog=EXAMPLE)
+@click.command(cls=Command, epilog=EXAMPLE)
 @click.argument("content", type=click.Path(path_type=str))
 @click.argument("styles", nargs=-1, type=click.Path(dir_okay=False, path_type=str))
 @click.option("-o", "--output", help="Result file [default: <content>_stylized.<ext> beside it].")
@@ -198,7 +199,7 @@ def main(
     if model.lower().endswith(".keras"):
         from apps.style_transfer.model_cli import paint_with_model
 
-        return paint_with_model(content, styles, output, model, smooth, as_json)
+        return paint_with_model(content, styles, output, model, smooth, as_json, exist_ok)
     from apps.style_transfer.transfer import stylize
 
     settings = TransferSettings(

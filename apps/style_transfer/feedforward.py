@@ -24,6 +24,7 @@ import numpy as np
 
 from apps.style_transfer.fast import FrameStylizer, load_style
 from shared.errors import InputError
+from shared.files import refuse_to_replace
 from shared.frames import BackgroundWriter, Frame, Source, open_source
 from shared.images import IMAGE_SUFFIXES, write_image
 from shared.video import VideoWriter
@@ -120,7 +121,11 @@ class _VideoSink:
 
 
 class _ImageSink:
-    """One image file, or a folder keeping the input names (sub-folders included)."""
+    """One image file, or a folder keeping the input names (sub-folders included).
+
+    The folder is made with its first image, so a run that fails or is interrupted before
+    any leaves nothing behind.
+    """
 
     def __init__(self, path: Path, folder: bool) -> None:
         self.path, self.folder = path, folder
@@ -152,7 +157,9 @@ def default_output(source: Source, text: str, style: str) -> Path:
     raise InputError(f"{text}: give --output for a {source.kind}")
 
 
-def _check_output(output: Path, source: Source, text: str) -> None:
+def _check_output(output: Path, source: Source, text: str, exist_ok: bool) -> None:
+    """Refuse an output that is (or holds) the input even with ``exist_ok``, an existing one
+    without it, and one that cannot be written."""
     inputs = Path(text).resolve()
     if source.kind == "folder":
         if output.exists() and not output.is_dir():
@@ -161,9 +168,11 @@ def _check_output(output: Path, source: Source, text: str) -> None:
             raise InputError(f"{output}: is inside the input folder; choose another --output")
         if not output.parent.is_dir():
             raise InputError(f"{output}: folder {output.parent} does not exist")
+        refuse_to_replace(output, exist_ok)
         return
     if output.exists() and output.resolve() == inputs:
         raise InputError(f"{output}: is the input; choose another --output")
+    refuse_to_replace(output, exist_ok)
     if output.is_dir():
         raise InputError(f"{output}: is a folder; --output needs a file name")
     if not output.parent.is_dir():
@@ -180,8 +189,12 @@ def stylize_with_model(
     *,
     smoothing: float = 0.0,
     on_frame: Callable[[int, int | None], None] | None = None,
+    exist_ok: bool = False,
 ) -> RenderResult:
     """Paint ``source`` (image, folder, video, camera, stream) with the trained ``model``.
+
+    An existing ``output`` is replaced only with ``exist_ok`` (a folder output is then
+    written into); the input is never overwritten.
 
     ``on_frame(done, total)`` is called after every frame (``total`` None when unknown).
     Ctrl-C stops reading, finalises the output with what was painted and returns a result
@@ -192,10 +205,8 @@ def stylize_with_model(
     opened = open_source(source, prefetch=8)
     try:
         output = Path(output) if output else default_output(opened, source, network.style_name)
-        _check_output(output, opened, source)
+        _check_output(output, opened, source, exist_ok)
         if opened.kind in ("image", "folder"):
-            if opened.kind == "folder":
-                output.mkdir(exist_ok=True)
             sink = _ImageSink(output, folder=opened.kind == "folder")
         else:
             sink = _VideoSink(output, opened.fps, opened.width, opened.height)

@@ -7,6 +7,7 @@ then one line (or JSON). Ctrl-C leaves the frames painted so far and exits 130.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -14,7 +15,7 @@ from shared.cli import EXIT_INTERRUPTED, progress
 from shared.errors import InputError
 
 
-def paint_with_model(content, styles, output, model, smooth, as_json) -> None:
+def paint_with_model(content, styles, output, model, smooth, as_json, exist_ok) -> None:
     from apps.style_transfer.feedforward import stylize_with_model
 
     if styles:
@@ -29,7 +30,9 @@ def paint_with_model(content, styles, output, model, smooth, as_json) -> None:
                 bar.total = total
             bar.update(done - bar.n)
 
-        result = stylize_with_model(content, model, output, smoothing=smooth, on_frame=show)
+        result = stylize_with_model(
+            content, model, output, smoothing=smooth, on_frame=show, exist_ok=exist_ok
+        )
     if as_json:
         click.echo(json.dumps(result.as_dict()))
     else:
@@ -44,5 +47,9 @@ def paint_with_model(content, styles, output, model, smooth, as_json) -> None:
             f"{result.frames_per_second:.1f} frames/s{change})"
         )
     if result.interrupted:
-        click.echo(f"interrupted: {result.output} holds the {result.frames} frames done", err=True)
+        if Path(result.output).exists():
+            done = f"{result.output} holds the {result.frames} frame(s) done and plays"
+        else:
+            done = "before the first frame; nothing was written"
+        click.echo(f"interrupted: {done}", err=True)
         raise SystemExit(EXIT_INTERRUPTED)

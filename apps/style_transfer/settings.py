@@ -25,6 +25,9 @@ OPTIMIZERS = ("lbfgs", "adam")
 # "mixed_bfloat16"); its outputs are cast back, so the Gram matrices, costs and the optimiser
 # stay in float32.
 PRECISIONS = ("float32", "bfloat16")
+# The widths of ``shared.backbones.image_transformer.WIDTHS`` (a Keras module; the commands'
+# --help must not load it): full is Johnson et al.'s network, light the one for CPUs.
+TRANSFORMER_WIDTHS = ("full", "light")
 DEFAULT_PRECISION = "float32"
 
 # The longest side a CPU handles in reasonable time: one VGG-19 iteration at 1024x1024 is

@@ -33,7 +33,7 @@ import numpy as np
 from apps.style_transfer.optimize import MIN_SIDE, resize, resize_style, to_uint8
 from apps.style_transfer.settings import LossWeights, TrainSettings
 from shared.errors import InputError
-from shared.files import atomic_output
+from shared.files import atomic_output, refuse_to_replace
 from shared.images import list_images, read_image
 
 LOSS_NAMES = ("total", "content", "style", "tv")
@@ -296,6 +296,7 @@ def train_style(
     val_images: Sequence[str | Path] = (),
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    exist_ok: bool = False,
     notice: Callable[[str], None] | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
@@ -303,7 +304,8 @@ def train_style(
 
     ``output`` defaults to ``<style stem>.keras`` in the current folder; the checkpoint to
     ``<output stem>.ckpt.npz`` beside it. An existing checkpoint is continued with
-    ``resume=True`` and refused otherwise (so a run is never silently restarted or mixed).
+    ``resume=True`` and refused otherwise (so a run is never silently restarted or mixed);
+    an existing ``output`` is replaced only with ``exist_ok``.
     ``on_step(step, parts)`` is called after every step. Ctrl-C saves the checkpoint and
     returns a result marked ``interrupted``.
     """
@@ -321,6 +323,7 @@ def train_style(
     files = image_files(images)
     output = Path(output) if output else Path.cwd() / f"{style.stem}.keras"
     check_model_output(output, [style, *files])
+    refuse_to_replace(output, exist_ok)
     checkpoint = Path(checkpoint) if checkpoint else default_checkpoint(output)
     if checkpoint.exists() and not resume:
         raise InputError(f"{checkpoint}: a checkpoint exists; --resume continues it, or remove it")

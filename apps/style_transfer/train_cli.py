@@ -10,11 +10,13 @@ import json
 
 import click
 
-from apps.style_transfer.settings import DEFAULT_MODEL, MODELS, TrainSettings
+from apps.style_transfer.settings import DEFAULT_MODEL, MODELS, TRANSFORMER_WIDTHS, TrainSettings
 from shared.cli import (
     EXIT_INTERRUPTED,
+    Command,
     checked_option,
     debug_option,
+    exist_ok_option,
     progress,
     quiet_tensorflow,
     user_errors,
@@ -34,7 +36,7 @@ Examples:
 """
 
 
-@click.command(epilog=EXAMPLE)
+@click.command(cls=Command, epilog=EXAMPLE)
 @click.argument("style", type=click.Path(dir_okay=False, path_type=str))
 @click.option(
     "--images",
@@ -45,11 +47,11 @@ Examples:
     help="Folder (searched recursively) or file of training photos; repeat for more.",
 )
 @click.option("-o", "--output", help="Model file [default: <style>.keras in this folder].")
-@click.option(
+@checked_option(
     "--width",
-    default=DEFAULTS.width,
-    show_default=True,
-    help="full: Johnson et al.'s network; light: fewer channels, depthwise-separable, for CPUs.",
+    DEFAULTS.width,
+    click.Choice(TRANSFORMER_WIDTHS),
+    "full: Johnson et al.'s network; light: fewer channels, depthwise-separable, for CPUs.",
 )
 @checked_option("--steps", DEFAULTS.steps, click.IntRange(min=1), "Training steps (batches).")
 @checked_option("--batch-size", DEFAULTS.batch_size, click.IntRange(min=1))
@@ -98,6 +100,7 @@ Examples:
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint.")
 @checked_option("--seed", DEFAULTS.seed, click.IntRange(min=0))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@exist_ok_option
 @debug_option
 @user_errors
 def main(
@@ -124,6 +127,7 @@ def main(
     resume,
     seed,
     as_json,
+    exist_ok,
     debug,
 ):
     """Train a network that paints any photo in the manner of STYLE in one pass."""
@@ -166,6 +170,7 @@ def main(
             val_images=val_images,
             checkpoint=checkpoint,
             resume=resume,
+            exist_ok=exist_ok,
             notice=lambda message: click.echo(f"notice: {message}", err=True),
             on_step=show,
         )

@@ -94,6 +94,51 @@ def test_ctrl_c_leaves_a_playable_video_with_the_frames_done(style_model, dashca
     assert len(_frames(output)[1]) == 5
 
 
+def test_ctrl_c_names_the_playable_video_and_exits_130(
+    style_model, dashcam_video, tmp_path, monkeypatch
+):
+    from apps.style_transfer import feedforward
+
+    real = feedforward.stylize_with_model
+
+    def interrupted_after_three(*args, **kwargs):
+        def interrupt(done, total):
+            if done == 3:
+                raise KeyboardInterrupt
+
+        return real(*args, **{**kwargs, "on_frame": interrupt})
+
+    monkeypatch.setattr(feedforward, "stylize_with_model", interrupted_after_three)
+    output = tmp_path / "cut.mp4"
+    arguments = [str(dashcam_video), "--model", str(style_model), "-o", str(output)]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 130, result.output
+    assert f"interrupted: {output} holds the 3 frame(s) done and plays" in result.stderr
+    assert len(_frames(output)[1]) == 3
+
+
+def test_outputs_are_replaced_only_with_exist_ok(style_model, tmp_path):
+    photo, folder = tmp_path / "photo.png", tmp_path / "photos"
+    cv2.imwrite(str(photo), np.full((40, 48, 3), 90, np.uint8))
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.full((40, 48, 3), 90, np.uint8))
+    earlier = tmp_path / "earlier.png"
+    earlier.write_bytes(b"an earlier result")
+    (tmp_path / "photos_plain").mkdir()
+    runner = CliRunner()
+    for source, output in ((photo, earlier), (folder, tmp_path / "photos_plain")):
+        result = runner.invoke(main, [str(source), "--model", str(style_model), "-o", str(output)])
+        assert result.exit_code == 2 and "--exist-ok" in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert earlier.read_bytes() == b"an earlier result"
+    assert not any((tmp_path / "photos_plain").iterdir())
+    for source, output in ((photo, earlier), (folder, tmp_path / "photos_plain")):
+        arguments = [str(source), "--model", str(style_model), "-o", str(output), "--exist-ok"]
+        assert runner.invoke(main, arguments).exit_code == 0
+    assert cv2.imread(str(earlier)).shape == (40, 48, 3)
+    assert cv2.imread(str(tmp_path / "photos_plain" / "a.png")).shape == (40, 48, 3)
+
+
 def test_smoother_keeps_still_pixels_and_follows_moving_ones():
     with pytest.raises(InputError, match="--smooth must be in"):
         TemporalSmoother(1.0)

@@ -109,7 +109,7 @@ def test_interrupted_run_keeps_a_checkpoint_that_resume_continues(
         (["missing.jpg", "--images", "{photos}"], "missing.jpg"),
         (["{style}", "--images", "{photos}/nothing"], "nothing: no such file or folder"),
         (["{style}", "--images", "{photos}", "-o", "{tmp}/model.h5"], "must end in .keras"),
-        (["{style}", "--images", "{photos}", "--width", "huge"], "--width must be one of"),
+        (["{style}", "--images", "{photos}", "--width", "huge"], "'--width'"),
         (["{style}", "--images", "{photos}", "--image-size", "16"], "--image-size must be at"),
     ],
 )
@@ -132,3 +132,20 @@ def test_out_of_range_options_are_usage_errors(tiny_photos, tmp_path, flag, valu
     photos, style = tiny_photos
     result = CliRunner().invoke(main, [str(style), "--images", str(photos), flag, value])
     assert result.exit_code == 2 and flag in result.stderr
+
+
+def test_an_existing_model_is_replaced_only_with_exist_ok(offline_weights, tiny_photos, tmp_path):
+    photos, style = tiny_photos
+    output = tmp_path / "kept.keras"
+    output.write_bytes(b"an earlier model")
+    arguments = [str(style), "--images", str(photos), "-o", str(output), "--steps", "1"]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 2 and "--exist-ok" in result.stderr
+    assert output.read_bytes() == b"an earlier model"
+
+
+def test_the_width_choices_are_the_backbones_widths():
+    from apps.style_transfer.settings import TRANSFORMER_WIDTHS
+    from shared.backbones.image_transformer import WIDTHS
+
+    assert tuple(WIDTHS) == TRANSFORMER_WIDTHS
