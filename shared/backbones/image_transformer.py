@@ -28,6 +28,7 @@ import keras
 from keras import layers
 
 from shared.backbones.blocks import conv_in_act, residual_in_block, upsample_conv_in_act
+from shared.backbones.layers import BilinearUpsampling2x
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class TransformerSpec:
     outer_kernel: int
     separable: bool
     stem_stride: int = 1
+
+    def __post_init__(self) -> None:
+        if self.stem_stride not in (1, 2):  # the end up-samples by exactly 2 (``up3``)
+            raise ValueError(f"stem_stride must be 1 or 2, not {self.stem_stride}")
 
     @property
     def stride(self) -> int:
@@ -86,7 +91,8 @@ def image_transformer(width: str = "full", name: str | None = None) -> keras.Mod
     if spec.stem_stride > 1:
         # Back to full resolution on 3 channels rather than on ``filters[0]``: a quarter of
         # the memory traffic at the size where it costs most.
-        x = layers.UpSampling2D(spec.stem_stride, interpolation="bilinear", name="up3")(x)
+        # (Bilinear, written so that one graph serves every image size.)
+        x = BilinearUpsampling2x(name="up3")(x)
     # The network paints a change onto its input (at most ±127.5 a pixel through tanh), then
     # the sum is clipped to [0, 255]. Starting at zero (the last kernel is zeros), the change
     # leaves the photo intact,

@@ -100,3 +100,31 @@ class InstanceNormalization(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@saving.register_keras_serializable(package="convnet_apps")
+class BilinearUpsampling2x(layers.Layer):
+    """Double the height and width by bilinear interpolation, for inputs of any size.
+
+    The same values as ``UpSampling2D(2, interpolation="bilinear")`` (half-pixel centres,
+    edges clamped), but traceable with an unknown height and width: Keras's bilinear path
+    computes the new size in Python, so a graph (and an OpenVINO model) would be needed for
+    every image size. Here each pixel is repeated (nearest neighbour), then blurred by
+    [1, 2, 1] / 4 along each axis, edges mirrored: output 2i is 3/4 x[i] + 1/4 x[i-1] and
+    2i+1 is 3/4 x[i] + 1/4 x[i+1], which is bilinear interpolation.
+    """
+
+    def call(self, inputs):
+        x = ops.repeat(ops.repeat(inputs, 2, axis=1), 2, axis=2)
+        x = ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="symmetric")
+        x = 0.25 * x[:, :-2] + 0.5 * x[:, 1:-1] + 0.25 * x[:, 2:]
+        return 0.25 * x[:, :, :-2] + 0.5 * x[:, :, 1:-1] + 0.25 * x[:, :, 2:]
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        return (
+            batch,
+            None if height is None else 2 * height,
+            None if width is None else 2 * width,
+            channels,
+        )

@@ -55,3 +55,17 @@ def test_light_width_is_far_smaller_than_full():
     assert full.count_params() > 20 * light.count_params()
     with pytest.raises(ValueError, match="width"):
         image_transformer("huge")
+
+
+def test_bilinear_upsampling_matches_keras_and_takes_any_size():
+    from shared.backbones.layers import BilinearUpsampling2x
+
+    x = np.random.default_rng(3).uniform(-1, 1, (2, 5, 7, 3)).astype(np.float32)
+    expected = keras.layers.UpSampling2D(2, interpolation="bilinear")(x)
+    np.testing.assert_allclose(np.asarray(BilinearUpsampling2x()(x)), expected, atol=1e-5)
+    import tensorflow as tf
+
+    any_size = tf.function(
+        BilinearUpsampling2x(), input_signature=[tf.TensorSpec((None, None, None, 3))]
+    )
+    assert tuple(any_size(x[:, :3, :4]).shape) == (2, 6, 8, 3)
