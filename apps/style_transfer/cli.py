@@ -31,6 +31,7 @@ from shared.cli import (
     user_errors,
 )
 from shared.errors import InputError
+from shared.runtime import RUNTIMES
 
 EXAMPLE = """\b
 Examples:
@@ -148,6 +149,13 @@ class _NetworkOrTrainedStyle(click.Choice):
     "With a trained style on video: how much still parts keep the last frame's paint "
     "(less flicker; 0.5-0.8).",
 )
+@click.option(
+    "--runtime",
+    type=click.Choice(RUNTIMES),
+    default=None,
+    help="With a trained style: the inference runtime [default: openvino where it works, else "
+    "tensorflow].",
+)
 @checked_option(
     "--precision",
     DEFAULT_PRECISION,
@@ -190,6 +198,7 @@ def main(
     init,
     seed,
     smooth,
+    runtime,
     as_json,
     exist_ok,
     debug,
@@ -199,7 +208,10 @@ def main(
     if model.lower().endswith(".keras"):
         from apps.style_transfer.model_cli import paint_with_model
 
-        return paint_with_model(content, styles, output, model, smooth, as_json, exist_ok)
+        return paint_with_model(content, styles, output, model, smooth, runtime, as_json, exist_ok)
+    for flag, given in (("--smooth", smooth != 0.0), ("--runtime", runtime is not None)):
+        if given:
+            raise InputError(f"{flag} applies to a trained style (--model X.keras) only")
     from apps.style_transfer.transfer import stylize
 
     settings = TransferSettings(

@@ -6,14 +6,14 @@ transformer of ``shared.backbones.image_transformer`` and what a user needs to k
 style it paints: a thumbnail of the style image and the settings it was trained with, both
 saved inside the ``.keras`` file.
 
-``load_style`` reads such a file with one clear error for anything else; ``FrameStylizer``
-runs it on RGB uint8 frames (one compiled function for every size and batch).
+``load_style`` reads such a file with one clear error for anything else; ``painter`` wraps it
+for inference on RGB uint8 frames (``feedforward.load_painter`` runs that through
+``shared.runtime``: OpenVINO, or TensorFlow).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,9 @@ class StyleNetwork(keras.Model):
         painted = self.transformer(padded)
         return painted[:, BORDER : BORDER + height, BORDER : BORDER + width, :]
 
+    def compute_output_shape(self, input_shape):
+        return input_shape  # the painting has the image's size (see ``call``)
+
     def thumbnail(self) -> np.ndarray | None:
         """The style image's thumbnail as RGB uint8, None when the model carries none."""
         if not self.style_thumbnail:
@@ -114,24 +117,20 @@ def load_style(path: str | Path) -> StyleNetwork:
     return model
 
 
-class FrameStylizer:
-    """Runs a ``StyleNetwork`` on RGB uint8 frames, compiled once per frame size.
+@keras.saving.register_keras_serializable(package="convnet_apps")
+class _RoundToUint8(keras.layers.Layer):
+    """Paintings (already in [0, 255]: the transformer ends in a ReLU capped at 255) as uint8."""
 
-    Every frame of a video has one size, so a video traces once; shapes stay exact because
-    the bilinear up-sampling of the light network needs a known size to build its graph.
+    def call(self, painted):
+        return keras.ops.cast(keras.ops.round(painted), "uint8")
+
+
+def painter(network: StyleNetwork) -> keras.Model:
+    """The graph an inference runtime runs: RGB uint8 frames of any batch and size in, uint8
+    paintings of the same shape out (no float copy of a frame leaves the graph).
+
+    A change here or in the network must change ``feedforward.PAINTER_GRAPH``.
     """
-
-    def __init__(self, model: StyleNetwork) -> None:
-        self.model = model
-        self._forward = tf.function(self._uint8_forward)
-
-    def _uint8_forward(self, frames):
-        painted = self.model(frames, training=False)
-        return tf.cast(tf.clip_by_value(tf.round(painted), 0.0, 255.0), tf.uint8)
-
-    def __call__(self, frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        """(B, H, W, 3) or a list of equally sized (H, W, 3) uint8 frames → (B, H, W, 3) uint8."""
-        batch = np.ascontiguousarray(frames if isinstance(frames, np.ndarray) else np.stack(frames))
-        if batch.ndim == 3:
-            batch = batch[np.newaxis]
-        return self._forward(tf.convert_to_tensor(batch, tf.uint8)).numpy()
+    frames = keras.Input((None, None, 3), dtype="uint8", name="frames")
+    painted = _RoundToUint8(name="painted_uint8")(network(frames))
+    return keras.Model(frames, painted, name=f"painter_{network.width}")

@@ -1,10 +1,13 @@
 """``stylize SOURCE --model style.keras``: paint photos, folders and videos in one pass each.
 
-The model is a ``fast.StyleNetwork`` trained by ``stylize-train``. Sources are read with
-``shared.frames.open_source`` (an image, a folder of images, a video file, a camera or a
-stream) and results written in a background thread (``shared.frames.BackgroundWriter``), as
-``detect-cars`` does: decoding, the network and encoding overlap. A video keeps the input's
-size, rate and frame count; Ctrl-C finalises it with the frames done so far.
+The model is a ``fast.StyleNetwork`` trained by ``stylize-train``, run by ``shared.runtime``
+as detect-cars' network is: compiled once by OpenVINO and cached (any frame size), or by
+TensorFlow. Sources are read with ``shared.frames.open_source`` (an image, a folder of images,
+a video file, a camera or a stream), frames decoded ahead in one thread, and results written
+in another (``shared.frames.BackgroundWriter``): decoding, the network and encoding overlap.
+A video's frames go to the network ``VIDEO_BATCH`` at a time, one per OpenVINO stream (one
+core each); a photo goes alone, spread over all cores. A video keeps the input's size, rate
+and frame count; Ctrl-C finalises it with the frames done so far.
 
 Temporal smoothing (``smoothing`` in [0, 1)) blends each painted frame with the previous
 result where the input did not change, so the texture does not flicker on still parts of the
@@ -22,15 +25,46 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from apps.style_transfer.fast import FrameStylizer, load_style
 from shared.errors import InputError
 from shared.files import refuse_to_replace
 from shared.frames import BackgroundWriter, Frame, Source, open_source
 from shared.images import IMAGE_SUFFIXES, write_image
+from shared.runtime import InferenceModel, load_model
 from shared.video import VideoWriter
 
 # Input change (mean over RGB, in [0, 1]) at which a pixel takes the new painting entirely.
 MOTION_SCALE = 0.08
+# Video frames painted at once: OpenVINO's throughput mode runs them one per stream.
+VIDEO_BATCH = 4
+# Part of the compiled-model cache key (``shared.runtime``): names the graph ``fast.painter``
+# builds, so a change to it (or to the network) must change this.
+PAINTER_GRAPH = "painter-1"
+
+
+def load_painter(
+    path: str | Path,
+    runtime: str | None = None,
+    hint: str = "latency",
+    notify: Callable[[str], None] | None = None,
+) -> InferenceModel:
+    """A trained style ready to paint: ``painter(frames)[0]`` maps (B, H, W, 3) uint8 frames to
+    their paintings, on ``runtime`` (``shared.runtime``; None: OpenVINO where it works).
+
+    ``metadata`` holds ``style_name`` and ``width``. The compiled model is cached by the file's
+    digest, so a retrained style is compiled anew; a cached one loads without TensorFlow.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such model file")
+
+    def build():
+        from apps.style_transfer.fast import load_style, painter
+
+        network = load_style(path)
+        return painter(network), {"style_name": network.style_name, "width": network.width}
+
+    extra = {} if notify is None else {"notify": notify}
+    return load_model(f"style-{path.stem}", [path], PAINTER_GRAPH, build, runtime, hint, **extra)
 
 
 @dataclass
@@ -42,6 +76,7 @@ class RenderResult:
     kind: str  # "image", "folder", "video", "camera" or "stream"
     model: str
     style: str
+    runtime: str  # "openvino" or "tensorflow"
     frames: int
     size: list[int]  # [height, width] of the (last) frame
     seconds: float
@@ -190,38 +225,53 @@ def stylize_with_model(
     smoothing: float = 0.0,
     on_frame: Callable[[int, int | None], None] | None = None,
     exist_ok: bool = False,
+    runtime: str | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> RenderResult:
     """Paint ``source`` (image, folder, video, camera, stream) with the trained ``model``.
 
     An existing ``output`` is replaced only with ``exist_ok`` (a folder output is then
-    written into); the input is never overwritten.
+    written into); the input is never overwritten. ``runtime`` is ``openvino`` or
+    ``tensorflow`` (None: OpenVINO where it works); ``notify`` gets its one-line notes.
 
     ``on_frame(done, total)`` is called after every frame (``total`` None when unknown).
     Ctrl-C stops reading, finalises the output with what was painted and returns a result
     marked ``interrupted``.
     """
     smoother = TemporalSmoother(smoothing)  # checks the value before anything is opened
-    network = load_style(model)
-    opened = open_source(source, prefetch=8)
+    opened = open_source(source, prefetch=2 * VIDEO_BATCH)
+    video = opened.kind not in ("image", "folder")
     try:
-        output = Path(output) if output else default_output(opened, source, network.style_name)
-        _check_output(output, opened, source, exist_ok)
-        if opened.kind in ("image", "folder"):
-            sink = _ImageSink(output, folder=opened.kind == "folder")
-        else:
+        # A given output is checked before the model loads; the default one is named after
+        # the style, which the model knows.
+        if output is not None:
+            output = Path(output)
+            _check_output(output, opened, source, exist_ok)
+        hint = "throughput" if video else "latency"
+        paint = load_painter(model, runtime, hint, notify)
+        style = paint.metadata["style_name"]
+        if output is None:
+            output = default_output(opened, source, style)
+            _check_output(output, opened, source, exist_ok)
+        if video:
             sink = _VideoSink(output, opened.fps, opened.width, opened.height)
+        else:
+            sink = _ImageSink(output, folder=opened.kind == "folder")
     except BaseException:
         opened.close()
         raise
-    stylizer = FrameStylizer(network)
-    writer = BackgroundWriter([sink], depth=8)
+    writer = BackgroundWriter([sink], depth=2 * VIDEO_BATCH)
     in_change, out_change = _ChangeMeter(), _ChangeMeter()
-    video = opened.kind not in ("image", "folder")
     frames, size, interrupted = 0, [0, 0], False
-    started = time.perf_counter()
-    try:
-        for frame in opened.frames:
-            painted = smoother(frame.rgb, stylizer(frame.rgb[np.newaxis])[0])
+    # Photos differ in size and each is spread over all cores; video frames share one size.
+    batch: list[Frame] = []
+    batch_size = VIDEO_BATCH if video else 1
+
+    def paint_batch() -> None:
+        nonlocal frames, size
+        paintings = paint(np.stack([frame.rgb for frame in batch]))[0]
+        for frame, painting in zip(batch, paintings, strict=True):
+            painted = smoother(frame.rgb, painting)
             writer.write(frame, painted)
             if video:
                 in_change.add(frame.rgb)
@@ -230,8 +280,18 @@ def stylize_with_model(
             size = list(painted.shape[:2])
             if on_frame is not None:
                 on_frame(frames, opened.frame_count)
+        batch.clear()
+
+    started = time.perf_counter()
+    try:
+        for frame in opened.frames:
+            batch.append(frame)
+            if len(batch) == batch_size:
+                paint_batch()
+        if batch:
+            paint_batch()
     except KeyboardInterrupt:
-        interrupted = True
+        interrupted = True  # the frames read but not yet painted are left out
     except BaseException as error:
         opened.close()
         writer.close(error)
@@ -244,7 +304,8 @@ def stylize_with_model(
         source=source,
         kind=opened.kind,
         model=str(model),
-        style=network.style_name,
+        style=style,
+        runtime=paint.runtime,
         frames=frames,
         size=size,
         seconds=round(seconds, 3),

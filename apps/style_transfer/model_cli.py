@@ -15,7 +15,7 @@ from shared.cli import EXIT_INTERRUPTED, progress
 from shared.errors import InputError
 
 
-def paint_with_model(content, styles, output, model, smooth, as_json, exist_ok) -> None:
+def paint_with_model(content, styles, output, model, smooth, runtime, as_json, exist_ok) -> None:
     from apps.style_transfer.feedforward import stylize_with_model
 
     if styles:
@@ -31,7 +31,13 @@ def paint_with_model(content, styles, output, model, smooth, as_json, exist_ok) 
             bar.update(done - bar.n)
 
         result = stylize_with_model(
-            content, model, output, smoothing=smooth, on_frame=show, exist_ok=exist_ok
+            content,
+            model,
+            output,
+            smoothing=smooth,
+            on_frame=show,
+            exist_ok=exist_ok,
+            runtime=runtime,
         )
     if as_json:
         click.echo(json.dumps(result.as_dict()))
@@ -43,7 +49,7 @@ def paint_with_model(content, styles, output, model, smooth, as_json, exist_ok) 
             change += f" (input {result.input_change:.2f})"
         click.echo(
             f"wrote {result.output} ({result.frames} {result.kind} frame(s) of {width}x{height} "
-            f"in {result.style} style, {result.seconds:.1f} s, "
+            f"in {result.style} style on {result.runtime}, {result.seconds:.1f} s, "
             f"{result.frames_per_second:.1f} frames/s{change})"
         )
     if result.interrupted:

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from apps.style_transfer.cli import main
 from apps.style_transfer.fast import StyleNetwork, thumbnail_jpeg
-from apps.style_transfer.feedforward import TemporalSmoother, stylize_with_model
+from apps.style_transfer.feedforward import TemporalSmoother, load_painter, stylize_with_model
 from shared.errors import InputError
 from shared.video import VideoReader, VideoWriter
 
@@ -26,6 +26,17 @@ def style_model(tmp_path_factory):
     path = folder / "plain.keras"
     model.save(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def compiled_once(module_cache, monkeypatch):
+    """One cache for the module: the style is compiled for OpenVINO once, not per test."""
+    monkeypatch.setenv("CONVNET_APPS_CACHE", str(module_cache))
 
 
 @pytest.fixture
@@ -139,6 +150,23 @@ def test_outputs_are_replaced_only_with_exist_ok(style_model, tmp_path):
     assert cv2.imread(str(tmp_path / "photos_plain" / "a.png")).shape == (40, 48, 3)
 
 
+def test_openvino_paints_as_tensorflow_does_any_size_and_reads_its_cache(style_model):
+    notes = []
+    openvino = load_painter(style_model, "openvino", notify=notes.append)
+    tensorflow = load_painter(style_model, "tensorflow")
+    assert openvino.runtime == "openvino" and tensorflow.runtime == "tensorflow"
+    assert openvino.metadata == {"style_name": "plain", "width": "light"}
+    rng = np.random.default_rng(4)
+    for height, width in ((45, 70), (64, 96)):  # one compiled model, every size
+        frames = rng.integers(0, 256, (2, height, width, 3), dtype=np.uint8)
+        ours, reference = openvino(frames)[0], tensorflow(frames)[0]
+        assert ours.shape == frames.shape and ours.dtype == np.uint8
+        assert np.abs(ours.astype(int) - reference).max() <= 1  # rounding at .5 may differ
+    again = []
+    load_painter(style_model, "openvino", notify=again.append)
+    assert not again  # compiled once; the second load read the cache
+
+
 def test_smoother_keeps_still_pixels_and_follows_moving_ones():
     with pytest.raises(InputError, match="--smooth must be in"):
         TemporalSmoother(1.0)
@@ -160,6 +188,7 @@ def test_smoother_keeps_still_pixels_and_follows_moving_ones():
         (["--model", "{tmp}/other.keras"], "not a style model"),
         (["{tmp}/style.jpg", "--model", "{model}"], "give no STYLES"),
         (["--model", "{model}", "-o", "{tmp}/photo.png"], "is the input"),
+        (["{tmp}/style.jpg", "--runtime", "openvino"], "--runtime applies to a trained style"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(style_model, tmp_path, extra, message):

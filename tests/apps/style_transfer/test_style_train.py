@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from apps.style_transfer.fast import FrameStylizer, StyleNetwork, load_style
+from apps.style_transfer.fast import StyleNetwork, load_style
+from apps.style_transfer.feedforward import load_painter
 from apps.style_transfer.train import TrainSettings, train_style
 from apps.style_transfer.train_cli import main
 from shared.errors import InputError
@@ -70,7 +71,7 @@ def test_train_command_learns_logs_and_saves_a_model_that_stylizes(
     assert model.settings["network"] == "squeezenet"
     assert model.settings["train"]["steps_done"] == 8
     photo = cv2.cvtColor(cv2.imread(str(next(photos.iterdir()))), cv2.COLOR_BGR2RGB)[:45, :70]
-    painted = FrameStylizer(model)(photo[np.newaxis])
+    painted = load_painter(output, runtime="tensorflow")(photo[np.newaxis])[0]
     assert painted.shape == (1, 45, 70, 3) and painted.dtype == np.uint8  # any size in, same out
     assert painted.std() > 1.0  # a picture, not a flat colour
 
