@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 
 from apps.style_transfer import features as feature_networks
-from apps.style_transfer.fast import FrameStylizer, StyleNetwork, load_style
-from apps.style_transfer.feedforward import stylize_with_model
+from apps.style_transfer.fast import StyleNetwork
+from apps.style_transfer.feedforward import load_painter, stylize_with_model
 from apps.style_transfer.optimize import stylize_image
 from apps.style_transfer.settings import TransferSettings
 from shared.images import read_image
@@ -53,12 +53,15 @@ def frame_640x360() -> np.ndarray:
     return cv2.resize(frame, (640, 360), interpolation=cv2.INTER_AREA)
 
 
-def network(path: str | None, width: str) -> StyleNetwork:
+def model_file(path: str | None, width: str) -> str:
+    """``path``, or an untrained network of ``width`` saved in a temporary folder."""
     if path:
-        return load_style(path)
+        return path
     model = StyleNetwork(width, style_name=f"untrained-{width}")
     model(np.zeros((1, 32, 32, 3), np.float32))
-    return model
+    saved = str(Path(tempfile.mkdtemp()) / f"untrained-{width}.keras")
+    model.save(saved)
+    return saved
 
 
 def main() -> None:
@@ -91,8 +94,8 @@ def main() -> None:
 
     batch = frame[np.newaxis]
     for width, path in (("full", args.full), ("light", args.light)):
-        stylizer = FrameStylizer(network(path, width))
-        stylizer(batch)  # trace and warm up
+        stylizer = load_painter(model_file(path, width))
+        stylizer(batch)  # compile and warm up
         times = []
         for _ in range(args.repeats):
             started = time.perf_counter()
@@ -108,12 +111,7 @@ def main() -> None:
 
     if args.skip_video:
         return
-    if args.light:
-        light_path = args.light
-    else:
-        folder = tempfile.mkdtemp()
-        light_path = str(Path(folder) / "untrained-light.keras")
-        network(None, "light").save(light_path)
+    light_path = model_file(args.light, "light")
     with tempfile.TemporaryDirectory() as folder:
         cpu = time.process_time()
         started = time.perf_counter()
