@@ -109,7 +109,8 @@ class _NetworkOrTrainedStyle(click.Choice):
     "--style-scale",
     DEFAULTS.style_scale,
     _POSITIVE,
-    "Style image size relative to the content's; smaller gives larger strokes.",
+    "Style image size relative to the content's; larger gives larger strokes (the style's "
+    "patterns keep their size in pixels).",
 )
 @click.option("--style-blend", help="Weights of several style images, e.g. 0.7,0.3.")
 @click.option(

@@ -52,8 +52,8 @@ class TransferSettings:
     ``size`` is the longest side of the result; ``iterations`` are spent at every scale;
     ``scales`` > 1 starts at size / 2^(scales − 1) and doubles up to ``size``, each scale
     starting from the previous result enlarged. ``style_scale`` sets the style image's longest
-    side relative to the content's (smaller → larger strokes). ``learning_rate`` is Adam's, in
-    pixel units.
+    side relative to the content's (larger → larger strokes: the style's patterns keep their
+    size in pixels). ``learning_rate`` is Adam's, in pixel units.
     """
 
     size: int = 384
@@ -79,7 +79,7 @@ class TrainSettings:
 
     width: str = "full"
     image_size: int = 256  # side of the square training crops
-    style_size: int = 256  # longest side of the style image (smaller: larger strokes)
+    style_size: int = 256  # longest side of the style image (larger: larger strokes)
     batch_size: int = 4
     steps: int = 2000
     learning_rate: float = 1e-3

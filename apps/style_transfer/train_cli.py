@@ -62,7 +62,7 @@ Examples:
     "--style-size",
     DEFAULTS.style_size,
     click.IntRange(min=1),
-    "Longest side of the style image; smaller gives larger strokes.",
+    "Longest side of the style image; larger gives larger strokes.",
 )
 @checked_option(
     "--learning-rate", DEFAULTS.learning_rate, _POSITIVE, "Adam's, cosine-decayed to a tenth."
