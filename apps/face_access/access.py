@@ -23,9 +23,7 @@ import numpy as np
 from apps.face_access.decision import (
     DEFAULT_CONSECUTIVE_FRAMES,
     DEFAULT_COOLDOWN_SECONDS,
-    DEFAULT_MARGIN,
     DEFAULT_MAX_DENIALS,
-    DEFAULT_THRESHOLD,
     DEFAULT_WINDOW_SECONDS,
     ConsecutiveMatch,
     Decision,
@@ -36,7 +34,7 @@ from apps.face_access.decision import (
 from apps.face_access.store import FaceStore, clean_name
 from shared.errors import InputError, UserError
 from shared.files import sha256_file
-from shared.images import read_image
+from shared.images import list_images, read_image
 
 if TYPE_CHECKING:  # the pipeline loads TensorFlow; face-admin needs none of it
     from apps.face_access.pipeline import FacePipeline
@@ -94,6 +92,7 @@ def collect_faces(
     touches (or creates) a database.
     """
     report = EnrolReport(clean_name(name))  # before the models run, not after
+    chips = []
     for source, image in images:
         try:
             if isinstance(image, Path):
@@ -101,18 +100,20 @@ def collect_faces(
             else:
                 rgb = image
                 sha256 = hashlib.sha256(np.ascontiguousarray(image)).hexdigest()
-            found = pipeline.face_vector(rgb, source, largest=largest)
+            face, chip, _ = pipeline.usable_chip(rgb, source, largest=largest)
         except InputError as err:
             report.rejected.append(str(err))
             continue
-        report.vectors.append(found.vector)
-        report.scores.append(found.face.score)
+        chips.append(chip)
+        report.scores.append(face.score)
         report.digests.append(sha256)
         report.enrolled.append(source)
-        if limit is not None and len(report.vectors) == limit:
+        if limit is not None and len(chips) == limit:
             break
-    if not report.vectors:
+    if not chips:
         raise InputError(f"no usable face to enrol {report.name!r}: " + "; ".join(report.rejected))
+    # A person's faces in one batch: one network call instead of one per photo.
+    report.vectors = list(pipeline.embedder.embed(np.stack(chips)))
     return report
 
 
@@ -172,13 +173,16 @@ def add_faces(
     *,
     replace: bool = False,
     force: bool = False,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
 ) -> EnrolReport:
     """Store the faces ``collect_faces`` found, unless a photo seems to show someone else.
 
     Such a photo (``enrolment_conflicts``) refuses the whole enrolment with InputError, so
-    nothing half-done is stored; ``force`` stores it anyway. ``threshold`` is the door's.
+    nothing half-done is stored; ``force`` stores it anyway. ``threshold`` is the door's
+    (None: the embedder's default).
     """
+    if threshold is None:
+        threshold = pipeline.embedder.spec.threshold
     if not force:
         conflicts = enrolment_conflicts(
             store, report, pipeline.model_id, threshold, replace=replace
@@ -209,7 +213,7 @@ def enrol(
     replace: bool = False,
     limit: int | None = None,
     force: bool = False,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
 ) -> EnrolReport:
     """Enrol ``name`` from ``(source, image)`` pairs: ``collect_faces`` then ``add_faces``.
 
@@ -218,6 +222,47 @@ def enrol(
     """
     report = collect_faces(pipeline, name, images, largest=largest, limit=limit)
     return add_faces(store, pipeline, report, replace=replace, force=force, threshold=threshold)
+
+
+def person_folders(root: Path) -> list[Path]:
+    """The subfolders of ``root`` (one per person, named after them), sorted; InputError if none."""
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder (one subfolder of photos per person expected)")
+    folders = sorted(path for path in root.iterdir() if path.is_dir())
+    if not folders:
+        raise InputError(f"{root}: no subfolders (one subfolder of photos per person expected)")
+    return folders
+
+
+def enrol_folders(
+    store: FaceStore,
+    pipeline: FacePipeline,
+    folders: Iterable[Path],
+    *,
+    largest: bool = False,
+    replace: bool = False,
+    force: bool = False,
+) -> Iterator[tuple[str, EnrolReport | None, str | None]]:
+    """Enrol each folder's photos under the folder's name, one person at a time.
+
+    Yields ``(name, report, None)`` for a person enrolled and ``(name, None, reason)`` for one
+    who was not (no usable photo, or a photo that looks like someone else: see ``add_faces``).
+    Each person is written in one transaction (``enrol``), so an interruption or a refused
+    person leaves nobody half-enrolled.
+    """
+    for folder in folders:
+        photos = sorted(list_images(folder), key=lambda path: path.name)
+        try:
+            if not photos:
+                raise InputError(f"{folder}: no image files")
+            sources = ((str(photo), photo) for photo in photos)
+            report = enrol(
+                store, pipeline, folder.name, sources, largest=largest, replace=replace, force=force
+            )
+        except InputError as err:
+            yield folder.name, None, str(err)
+            continue
+        yield folder.name, report, None
 
 
 @dataclass
@@ -277,8 +322,8 @@ class DoorChecker:
         store: FaceStore,
         pipeline: FacePipeline,
         *,
-        threshold: float = DEFAULT_THRESHOLD,
-        margin: float = DEFAULT_MARGIN,
+        threshold: float | None = None,
+        margin: float | None = None,
         max_denials: int = DEFAULT_MAX_DENIALS,
         window: float = DEFAULT_WINDOW_SECONDS,
         cooldown: float = DEFAULT_COOLDOWN_SECONDS,
@@ -286,8 +331,10 @@ class DoorChecker:
     ):
         self.store = store
         self.pipeline = pipeline
-        self.threshold = threshold
-        self.margin = margin
+        # None: the embedder's own defaults (each model has its distance scale).
+        spec = pipeline.embedder.spec
+        self.threshold = spec.threshold if threshold is None else threshold
+        self.margin = spec.margin if margin is None else margin
         self.lockout = DenialLockout(max_denials, window, cooldown)
         self.clock = clock
         self.gallery = GalleryIndex(*store.gallery(pipeline.model_id))

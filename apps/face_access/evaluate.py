@@ -30,6 +30,7 @@ split (and at a pooled false-accept rate of 1e-3): see ``LEVER_SCORES``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -42,7 +43,8 @@ import numpy as np
 from click.testing import CliRunner
 
 from apps.face_access.cli import check_command, enroll_command
-from apps.face_access.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD, GalleryIndex, decide
+from apps.face_access.decision import GalleryIndex, decide
+from apps.face_access.models import DEFAULT_MODEL, resolve_model
 from shared.errors import InputError
 from shared.images import list_images, read_image
 
@@ -92,10 +94,14 @@ def door_scenario(
     db: Path,
     *,
     enrol: int = 5,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
     model_args: tuple[str, ...] = (),
 ) -> DoorFigures:
-    """Run the scenario on ``folder`` (one subfolder of photos per person) into database ``db``."""
+    """Run the scenario on ``folder`` (one subfolder of photos per person) into database ``db``.
+
+    ``threshold`` None uses the model's default; ``model_args`` are passed to both commands
+    (e.g. ``("--model", "mobilefacenet")``).
+    """
     people = sorted(p for p in folder.iterdir() if p.is_dir())
     enrolled = people[: len(people) // 2]
     probes: list[tuple[Path, str | None]] = []
@@ -107,7 +113,9 @@ def door_scenario(
             probes += [(photo, person.name) for photo in photos[enrol:]]
         else:
             probes += [(photo, None) for photo in photos]
-    args = ["--json", "--max-denials", "0", "--threshold", str(threshold), "--db", str(db)]
+    args = ["--json", "--max-denials", "0", "--db", str(db)]
+    if threshold is not None:
+        args += ["--threshold", str(threshold)]
     photos = [str(photo) for photo, _ in probes]
     # Every answer is valid here: 0 all granted, 1 some denied, 2 some without a usable face.
     output = _run(check_command, [*args, *model_args, *photos], exit_codes=(0, 1, 2))
@@ -173,9 +181,9 @@ def random_splits(
     *,
     splits: int,
     enrol: int,
+    threshold: float,
+    margin: float,
     seed: int = 0,
-    threshold: float = DEFAULT_THRESHOLD,
-    margin: float = DEFAULT_MARGIN,
 ) -> SplitFigures:
     """The door scenario on ``splits`` random halves of the people, ``enrol`` random photos each.
 
@@ -233,8 +241,6 @@ TTA_EMBEDDING = "TTA (7 chips + mirrors)"
 def embed_folder_variants(folder: Path, pipeline) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Person index per photo and three embeddings of each: the pipeline's (chip and mirror),
     the chip alone, and the mean over ``TTA_TEMPLATES`` chips and their mirrors."""
-    from apps.face_access.alignment import YUNET_CHIP_TEMPLATE, align_face
-
     labels, vectors = embed_folder(folder, pipeline)
     single, augmented = np.full_like(vectors, np.nan), np.full_like(vectors, np.nan)
     photos = [
@@ -242,7 +248,8 @@ def embed_folder_variants(folder: Path, pipeline) -> tuple[np.ndarray, dict[str,
         for person in sorted(p for p in folder.iterdir() if p.is_dir())
         for photo in sorted(list_images(person), key=lambda p: p.name)
     ]
-    centre = np.full(2, 75.0)
+    spec = pipeline.embedder.spec
+    centre = np.full(2, spec.chip_size / 2)
     for row, photo in enumerate(photos):
         if np.isnan(vectors[row]).any():
             continue
@@ -250,12 +257,14 @@ def embed_folder_variants(folder: Path, pipeline) -> tuple[np.ndarray, dict[str,
         face = pipeline.usable_face(rgb, photo)
         chips = np.stack(
             [
-                align_face(rgb, face.landmarks, (YUNET_CHIP_TEMPLATE - centre) * k + centre + shift)
+                dataclasses.replace(
+                    spec, template=(spec.template - centre) * k + centre + shift
+                ).chip(rgb, face.landmarks)
                 for k, *shift in TTA_TEMPLATES
             ]
         )
         single[row] = pipeline.embedder.embed(chips[:1], mirror=False)[0]
-        mean = pipeline.embedder.embed(chips).mean(axis=0)
+        mean = pipeline.embedder.embed(chips, mirror=True).mean(axis=0)
         augmented[row] = mean / np.linalg.norm(mean)
     return labels, {
         "chip + mirror": vectors,
@@ -355,29 +364,41 @@ def lever_table(
 
 @click.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Embedder name or path.")
 @click.option("--enrol", default=5, show_default=True, help="Photos enrolled per person.")
-@click.option("--threshold", default=DEFAULT_THRESHOLD, show_default=True)
-@click.option("--margin", default=DEFAULT_MARGIN, show_default=True, help="With --splits only.")
+@click.option("--threshold", type=float, default=None, help="[default: the model's]")
+@click.option("--margin", type=float, default=None, help="With --splits [default: the model's].")
 @click.option(
     "--splits", default=0, show_default=True, help="Random splits (0: the fixed one, by CLI)."
 )
 @click.option("--seed", default=0, show_default=True, help="Of the random splits.")
 @click.option("--levers", is_flag=True, help="Compare scores and embeddings (with --splits).")
 def main(
-    folder: Path, enrol: int, threshold: float, margin: float, splits: int, seed: int, levers: bool
+    folder: Path,
+    model: str,
+    enrol: int,
+    threshold: float | None,
+    margin: float | None,
+    splits: int,
+    seed: int,
+    levers: bool,
 ) -> None:
     """Print the door scenario's figures for FOLDER (a face set, one folder per person)."""
-    if splits and levers:
-        from apps.face_access.pipeline import FacePipeline  # loads TensorFlow
+    spec, weights = resolve_model(model)
+    threshold = spec.threshold if threshold is None else threshold
+    margin = spec.margin if margin is None else margin
+    if splits:
+        from apps.face_access.embedding import FaceEmbedder  # loads TensorFlow
+        from apps.face_access.pipeline import FacePipeline
 
-        labels, embeddings = embed_folder_variants(folder, FacePipeline())
+        pipeline = FacePipeline(embedder=FaceEmbedder(spec, weights))
+    if splits and levers:
+        labels, embeddings = embed_folder_variants(folder, pipeline)
         for line in lever_table(labels, embeddings, splits=splits, enrol=enrol, seed=seed):
             click.echo(line)
         sys.exit(0)
     if splits:
-        from apps.face_access.pipeline import FacePipeline  # loads TensorFlow
-
-        labels, vectors = embed_folder(folder, FacePipeline())
+        labels, vectors = embed_folder(folder, pipeline)
         figures = random_splits(
             labels,
             vectors,
@@ -388,15 +409,19 @@ def main(
             margin=margin,
         )
         click.echo(
-            f"{folder.name}, enrol {enrol}, threshold {threshold}, margin {margin}: "
+            f"{folder.name}, {spec.name}, enrol {enrol}, threshold {threshold}, margin {margin}: "
             + figures.summary()
         )
         sys.exit(0)
     with tempfile.TemporaryDirectory() as scratch:
         figures = door_scenario(
-            folder, Path(scratch) / "faces.db", enrol=enrol, threshold=threshold
+            folder,
+            Path(scratch) / "faces.db",
+            enrol=enrol,
+            threshold=threshold,
+            model_args=("--model", model),
         )
-    click.echo(f"{folder.name} at threshold {threshold}: {figures.summary()}")
+    click.echo(f"{folder.name}, {spec.name} at threshold {threshold}: {figures.summary()}")
     sys.exit(0)
 
 

@@ -429,6 +429,10 @@ class FaceStore:
         person_of_row = rank[np.searchsorted(enrolled, person_ids)]
         return [names[i] for i in alphabetical], matrix.astype(np.float32), person_of_row
 
+    def model_ids(self) -> list[str]:
+        """The models whose embeddings this database holds, sorted (one, normally)."""
+        return [m for (m,) in self._rows("SELECT DISTINCT model_id FROM embeddings ORDER BY 1")]
+
     def stale_people(self, model_id: str) -> list[str]:
         """People enrolled only under other models: they must enrol again to be recognised."""
         rows = self._rows(

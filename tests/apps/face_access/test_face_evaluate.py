@@ -13,7 +13,7 @@ LABELS = np.repeat(np.arange(4), 3)  # four people, three photos each
 
 def test_distinct_people_are_all_granted_and_no_impostor_comes_near():
     vectors = np.eye(4, dtype=np.float32)[LABELS]  # photos of a person coincide
-    figures = random_splits(LABELS, vectors, splits=20, enrol=1, threshold=0.31)
+    figures = random_splits(LABELS, vectors, splits=20, enrol=1, threshold=0.31, margin=0.05)
     np.testing.assert_array_equal(figures.true_accept_rates, np.ones(20))
     assert figures.wrong_person == figures.impostors_granted == figures.splits_with_impostor == 0
     assert figures.impostor_probes == 20 * 6  # two people of three photos left out each time
@@ -26,7 +26,7 @@ def test_a_look_alike_gets_in_when_only_the_other_is_enrolled():
     photos get in."""
     basis = np.eye(4, dtype=np.float32)
     basis[3] = basis[2]
-    figures = random_splits(LABELS, basis[LABELS], splits=60, enrol=1, threshold=0.31)
+    figures = random_splits(LABELS, basis[LABELS], splits=60, enrol=1, threshold=0.31, margin=0.05)
     rates = figures.true_accept_rates
     assert set(rates.tolist()) <= {0.0, 1.0} and (rates == 0).any()
     assert figures.wrong_person == 0
@@ -39,7 +39,7 @@ def test_a_look_alike_gets_in_when_only_the_other_is_enrolled():
 def test_a_photo_without_a_usable_face_is_never_granted():
     vectors = np.eye(4, dtype=np.float32)[LABELS]
     vectors[0] = np.nan  # person 0's first photo
-    figures = random_splits(LABELS, vectors, splits=40, enrol=1)
+    figures = random_splits(LABELS, vectors, splits=40, enrol=1, threshold=0.31, margin=0.05)
     # Person 0 enrolled: from that photo, nothing is enrolled and both probes fail (0.5);
     # as one of the two probes, it alone fails (0.75). Not enrolled: every probe passes.
     rates = figures.true_accept_rates
