@@ -33,7 +33,6 @@ from shared.cli import (
     checked_option,
     debug_option,
     progress,
-    quiet_tensorflow,
     user_errors,
 )
 from shared.errors import InputError
@@ -98,7 +97,6 @@ def _per_model(name: str, help_text: str):
 @functools.cache
 def _load_pipeline(spec: EmbedderSpec, weights: Path | None, detector_model: Path | None):
     """Load the models once per process (commands called from Python reuse them)."""
-    quiet_tensorflow()
     from apps.face_access.detection import FaceDetector
     from apps.face_access.embedding import FaceEmbedder
     from apps.face_access.pipeline import FacePipeline
