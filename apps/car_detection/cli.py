@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 import click
 
+from apps.car_detection.tracker import TrackerSettings
 from apps.car_detection.tracking import MIN_TRACK_FRAMES, CountLine, Tracking
 from shared.cli import EXIT_INTERRUPTED, debug_option, progress, user_errors
 from shared.errors import InputError
@@ -113,7 +114,7 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     type=int,
     default=MIN_TRACK_FRAMES,
     show_default=True,
-    help="Frames a track must span to count as a vehicle in the summary.",
+    help="Frames a track must be seen in to count as a vehicle in the summary.",
 )
 @debug_option
 @user_errors
@@ -154,17 +155,18 @@ def main(
 
     if detections == "-" and as_json:
         raise InputError("--detections - and --json both write to stdout; choose one")
-    tracking = None
-    if track or count_line:
-        line = CountLine.parse(count_line) if count_line else None
-        tracking = Tracking(line=line, min_frames=min_track_frames)
+    track = track or count_line is not None
+    line = CountLine.parse(count_line) if count_line else None
     if conf is None:
-        conf = tracking.settings.low if tracking else DEFAULT_CONF
+        conf = TrackerSettings.low if track else DEFAULT_CONF
     # The source first, before the model loads: a dead camera or stream fails at once.
     opened = open_source(source, prefetch=2 * batch)
     sinks = []
     outputs: dict[str, str] = {}
+    tracking = None
     try:
+        if track:
+            tracking = Tracking(line=line, min_frames=min_track_frames, fps=opened.fps)
         from apps.car_detection.detector import load_detector
 
         detector = load_detector(
