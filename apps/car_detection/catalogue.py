@@ -13,10 +13,19 @@ from pathlib import Path
 
 from apps.car_detection.network import DetectorNetwork, load_network
 from shared.errors import InputError
-from shared.weights import resolve_model
+from shared.weights import catalogue, resolve_model
 
 DEFAULT_MODEL = "yolo-fastest-1.1-xl"
 VEHICLE_CLASSES = ("car", "truck", "bus")
+
+
+def darknet_models() -> list[str]:
+    """The catalogue's detectors: the models listed with a Darknet .cfg and .weights."""
+    return sorted(
+        name
+        for name, entries in catalogue().items()
+        if {".cfg", ".weights"} <= {Path(entry.file).suffix for entry in entries}
+    )
 
 
 def darknet_files(

@@ -33,7 +33,7 @@ from apps.face_access.decision import (
 )
 from apps.face_access.store import FaceStore, clean_name
 from shared.errors import InputError, UserError
-from shared.files import sha256_file
+from shared.files import hash_file
 from shared.images import list_images, read_image
 
 if TYPE_CHECKING:  # the pipeline loads TensorFlow; face-admin needs none of it
@@ -46,12 +46,13 @@ if TYPE_CHECKING:  # the pipeline loads TensorFlow; face-admin needs none of it
 # - nearer to another enrolled person than T (and than to the person's own photos): at the door
 #   it would be granted as that other person;
 # - farther than FAR_FROM_OWN_FACTOR x T from every photo of the person (the ones already
-#   enrolled and the others given in the same command). Measured on AT&T with the default model
-#   (T = 0.31, so 0.403): over 200 random enrolments of each of the 40 people with 1, 2, 3 or 5
-#   photos (32,000 cases), a further genuine photo lies farther than that in 0.4 % of cases and
-#   another person's photo nearer in 1.9 %; all AT&T pairs: genuine 99th percentile 0.403,
-#   impostor 1st percentile 0.398. Genuine and impostor distances overlap (genuine up to 0.49,
-#   impostors from 0.315), so the rule is a guard against mistakes and ``force`` overrides it.
+#   enrolled and the others given in the same command). Measured on AT&T over 200 random
+#   enrolments of each of the 40 people with 1, 2, 3 or 5 photos (32,000 cases each): a
+#   further genuine photo lies farther than that / another person's photo nearer than that in
+#   - dlib (T = 0.31, limit 0.403): 0.4 % / 1.9 % (genuine and impostor distances overlap:
+#     genuine up to 0.49, impostors from 0.315);
+#   - SFace (T = 0.95, limit 1.235): 0.2 % / 7.6 % (genuine up to 1.39, impostors from 1.03).
+#   The rule guards against mistakes, not attacks, and ``force`` overrides it.
 FAR_FROM_OWN_FACTOR = 1.3
 
 
@@ -96,7 +97,7 @@ def collect_faces(
     for source, image in images:
         try:
             if isinstance(image, Path):
-                rgb, sha256 = read_image(image), sha256_file(image)
+                rgb, sha256 = read_image(image), hash_file(image)
             else:
                 rgb = image
                 sha256 = hashlib.sha256(np.ascontiguousarray(image)).hexdigest()

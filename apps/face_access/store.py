@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from shared.errors import InputError
-from shared.files import sha256_file
+from shared.files import hash_file
 
 SCHEMA_VERSION = 1
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -547,4 +547,4 @@ def _as_matrix(embeddings: np.ndarray | Sequence[np.ndarray], name: str) -> np.n
 def _file_digest(source: str | os.PathLike[str] | None) -> str | None:
     if source is None or not os.path.isfile(source):
         return None
-    return sha256_file(source)
+    return hash_file(source)

@@ -6,7 +6,13 @@ import math
 
 import numpy as np
 
-from apps.face_access.evaluate import LEVER_SCORES, lever_table, random_splits
+from apps.face_access.evaluate import (
+    LEVER_SCORES,
+    development_photos,
+    lever_table,
+    pair_distances,
+    random_splits,
+)
 
 LABELS = np.repeat(np.arange(4), 3)  # four people, three photos each
 
@@ -61,3 +67,21 @@ def test_lever_table_scores_every_rule_on_the_same_splits():
     lines = lever_table(LABELS, {"plain": look_alike}, splits=10, enrol=1)
     rule_line = next(line for line in lines if "distance, no margin" in line)
     assert "TAR 1.000" not in rule_line  # the look-alike's impostor distance 0 blocks them
+
+
+def test_pair_distances_split_genuine_from_impostor_pairs():
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], np.float32)
+    genuine, impostor = pair_distances(vectors, np.array(["a", "a", "b"]))
+    np.testing.assert_allclose(genuine, [np.sqrt(2)], rtol=1e-6)
+    np.testing.assert_allclose(sorted(impostor), [np.sqrt(2), 2.0], rtol=1e-6)
+
+
+def test_development_photos_lists_every_set_with_its_roles(data_dir):
+    photos = development_photos(data_dir / "faces")
+    sets = {name for name, *_ in photos}
+    roles = {role for _, _, role, _ in photos}
+    assert sets == {"lfw", "att", "celeba"}
+    assert {"train", "dev_enrol", "dev_stranger", "att", "val"} <= roles
+    # glint, reserved for final figures, is never read by the study
+    assert not any("glint" in str(photo) for *_, photo in photos)
+    assert sum(name == "att" for name, *_ in photos) == 400
