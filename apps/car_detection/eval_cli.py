@@ -12,8 +12,7 @@ import click
 
 from apps.car_detection.decode import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
 from apps.car_detection.options import model_source_options
-from shared.cli import debug_option, progress, quiet_tensorflow, user_errors
-from shared.runtime import RUNTIMES
+from shared.cli import debug_option, progress, quiet_tensorflow, runtime_option, user_errors
 
 EXAMPLE = """\b
 Examples:
@@ -73,12 +72,7 @@ def default_output(dataset_root: Path) -> Path:
     type=click.Path(file_okay=False),
     help="Folder for report.json and P-R plots [default: DATA's name + _eval].",
 )
-@click.option(
-    "--runtime",
-    type=click.Choice(RUNTIMES),
-    default=None,
-    help="Inference runtime [default: openvino where it works, else tensorflow].",
-)
+@runtime_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @debug_option
 @user_errors

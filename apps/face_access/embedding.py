@@ -52,13 +52,17 @@ class FaceEmbedder:
     def model_id(self) -> str:
         return self.spec.model_id
 
+    @property
+    def dimensions(self) -> int:
+        """Length of an embedding."""
+        return self.model.metadata["dimensions"]
+
     def embed(self, chips: np.ndarray, *, mirror: bool | None = None) -> np.ndarray:
         """Unit vectors of ``chips``; ``mirror`` overrides the spec's choice (for studies)."""
         mirror = self.spec.mirror if mirror is None else mirror
         chips = np.asarray(chips)
-        size = self.model.metadata["dimensions"]
         if len(chips) == 0:
-            return np.zeros((0, size), np.float32)
+            return np.zeros((0, self.dimensions), np.float32)
         out = []
         for start in range(0, len(chips), self.batch_size):
             batch = (chips[start : start + self.batch_size].astype(np.float32) - self._mean) / (
