@@ -14,10 +14,16 @@ import click
 
 from apps.car_detection.decode import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
 from apps.car_detection.options import model_source_options
-from shared.cli import Command, debug_option, progress, quiet_tensorflow, user_errors
+from shared.cli import (
+    Command,
+    debug_option,
+    progress,
+    quiet_tensorflow,
+    runtime_option,
+    user_errors,
+)
 from shared.errors import InputError
 from shared.files import atomic_output
-from shared.runtime import RUNTIMES
 
 EXAMPLE = """\b
 Examples:
@@ -100,12 +106,7 @@ def default_output(data: Path) -> Path:
     help="Folder for report.json and P-R plots (--track: report.json) "
     "[default: DATA's name + _eval].",
 )
-@click.option(
-    "--runtime",
-    type=click.Choice(RUNTIMES),
-    default=None,
-    help="Inference runtime [default: openvino where it works, else tensorflow].",
-)
+@runtime_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @debug_option
 @user_errors
