@@ -28,10 +28,10 @@ from shared.cli import (
     exist_ok_option,
     progress,
     quiet_tensorflow,
+    runtime_option,
     user_errors,
 )
 from shared.errors import InputError
-from shared.runtime import RUNTIMES
 
 EXAMPLE = """\b
 Examples:
@@ -150,13 +150,7 @@ class _NetworkOrTrainedStyle(click.Choice):
     "With a trained style on video: how much still parts keep the last frame's paint "
     "(less flicker; 0.5-0.8).",
 )
-@click.option(
-    "--runtime",
-    type=click.Choice(RUNTIMES),
-    default=None,
-    help="With a trained style: the inference runtime [default: openvino where it works, else "
-    "tensorflow].",
-)
+@runtime_option  # with a trained style (--model X.keras)
 @checked_option(
     "--precision",
     DEFAULT_PRECISION,
