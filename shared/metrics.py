@@ -288,6 +288,172 @@ def eer(genuine, impostor, higher_is_better: bool = False) -> float:
     return float(false_accepts[before] + weight * (false_accepts[after] - false_accepts[before]))
 
 
+def roc_auc(y_true, scores) -> float:
+    """Area under the ROC curve of ``roc_curve`` (trapezoids through all its points).
+
+    The probability that a random positive scores above a random negative, ties
+    counting one half; equal to ``sklearn.metrics.roc_auc_score``. For distances
+    pass ``-distances``.
+    """
+    false_positive_rate, true_positive_rate, _ = roc_curve(y_true, scores)
+    widths = np.diff(false_positive_rate)
+    return float(np.sum(widths * (true_positive_rate[1:] + true_positive_rate[:-1]) / 2))
+
+
+class ThresholdAccuracy(NamedTuple):
+    """Result of ``best_threshold_accuracy``."""
+
+    accuracy: float
+    threshold: float
+
+
+def _as_distances(genuine, impostor, higher_is_better: bool) -> tuple[np.ndarray, np.ndarray]:
+    sign = -1.0 if higher_is_better else 1.0
+    genuine = sign * _vector(genuine, "genuine").astype(np.float64)
+    impostor = sign * _vector(impostor, "impostor").astype(np.float64)
+    if not genuine.size or not impostor.size:
+        raise ValueError("need at least one genuine and one impostor value")
+    return genuine, impostor
+
+
+def best_threshold_accuracy(genuine, impostor, higher_is_better: bool = False) -> ThresholdAccuracy:
+    """The highest accuracy of the rule "same person if distance < t" over every ``t``.
+
+    Accuracy counts genuine pairs accepted plus impostor pairs rejected, over all
+    pairs. Only cuts between distinct values are possible (tied pairs fall on the
+    same side); the threshold returned is the midpoint between the last accepted
+    and the first rejected value (just above the largest value when all are
+    accepted, the smallest value when none is), the smallest such cut on ties of
+    accuracy. For similarity scores (``higher_is_better=True``) the rule is
+    ``score > t`` and the threshold is returned as a score.
+    """
+    genuine, impostor = _as_distances(genuine, impostor, higher_is_better)
+    values = np.concatenate([genuine, impostor])
+    is_genuine = np.concatenate([np.ones(genuine.size, bool), np.zeros(impostor.size, bool)])
+    order = np.argsort(values, kind="stable")
+    values, is_genuine = values[order], is_genuine[order]
+    last_of_each_value = np.flatnonzero(np.diff(values, append=np.inf))
+    accepted_genuine = np.cumsum(is_genuine)[last_of_each_value]
+    accepted_impostor = np.cumsum(~is_genuine)[last_of_each_value]
+    correct = np.concatenate(
+        [[impostor.size], accepted_genuine + impostor.size - accepted_impostor]
+    )
+    best = int(np.argmax(correct))  # 0: accept nothing; k: accept the k smallest distinct values
+    distinct = values[last_of_each_value]
+    if best == 0:
+        threshold = distinct[0]
+    elif best == distinct.size:
+        threshold = np.nextafter(distinct[-1], np.inf)
+    else:
+        threshold = (distinct[best - 1] + distinct[best]) / 2
+    sign = -1.0 if higher_is_better else 1.0
+    return ThresholdAccuracy(float(correct[best] / values.size), float(sign * threshold))
+
+
+class CrossValidatedAccuracy(NamedTuple):
+    """Result of ``cross_validated_accuracy``: one accuracy and threshold per fold."""
+
+    mean: float
+    std: float
+    accuracies: np.ndarray
+    thresholds: np.ndarray
+
+
+def cross_validated_accuracy(
+    genuine,
+    impostor,
+    folds: int = 10,
+    seed: int | None = 0,
+    higher_is_better: bool = False,
+) -> CrossValidatedAccuracy:
+    """k-fold verification accuracy, the LFW protocol: each fold is scored at the
+    threshold that is best (``best_threshold_accuracy``) on the other folds.
+
+    Folds are stratified as LFW's are: the genuine values are dealt into ``folds``
+    near-equal folds, and so are the impostor values, each after a shuffle with
+    ``numpy.random.default_rng(seed)`` (``seed=None``: in the order given, as
+    consecutive blocks). ``std`` is the population standard deviation over the folds.
+    """
+    genuine, impostor = _as_distances(genuine, impostor, higher_is_better)
+    if folds < 2:
+        raise ValueError(f"need at least 2 folds, got {folds}")
+    if min(genuine.size, impostor.size) < folds:
+        raise ValueError(
+            f"{genuine.size} genuine and {impostor.size} impostor pairs cannot make {folds} folds"
+        )
+    rng = None if seed is None else np.random.default_rng(seed)
+
+    def fold_of(count: int) -> np.ndarray:
+        order = np.arange(count) if rng is None else rng.permutation(count)
+        assignment = np.empty(count, np.int64)
+        for fold, members in enumerate(np.array_split(order, folds)):
+            assignment[members] = fold
+        return assignment
+
+    genuine_fold, impostor_fold = fold_of(genuine.size), fold_of(impostor.size)
+    accuracies, thresholds = [], []
+    for fold in range(folds):
+        fit = best_threshold_accuracy(
+            genuine[genuine_fold != fold], impostor[impostor_fold != fold]
+        )
+        tested_genuine = genuine[genuine_fold == fold]
+        tested_impostor = impostor[impostor_fold == fold]
+        correct = np.sum(tested_genuine < fit.threshold) + np.sum(tested_impostor >= fit.threshold)
+        accuracies.append(correct / (tested_genuine.size + tested_impostor.size))
+        thresholds.append(fit.threshold)
+    sign = -1.0 if higher_is_better else 1.0
+    accuracies = np.array(accuracies, dtype=np.float64)
+    return CrossValidatedAccuracy(
+        float(accuracies.mean()), float(accuracies.std()), accuracies, sign * np.array(thresholds)
+    )
+
+
+def binomial_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson (exact) confidence interval of a rate seen as ``successes / trials``.
+
+    For a false accept rate measured on ``trials`` impostor pairs of which
+    ``successes`` were accepted: with 0 of 3,000 the upper end is about 1.2e-3
+    (the "rule of three", 3 / n, at 95 %), so a FAR of 1e-3 cannot be claimed.
+    """
+    from scipy.stats import beta
+
+    if trials <= 0 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials and trials > 0, got {successes}/{trials}")
+    tail = (1.0 - confidence) / 2
+    low = 0.0 if successes == 0 else float(beta.ppf(tail, successes, trials - successes + 1))
+    high = (
+        1.0 if successes == trials else float(beta.ppf(1 - tail, successes + 1, trials - successes))
+    )
+    return low, high
+
+
+def threshold_interval(
+    impostor, far: float, confidence: float = 0.95, higher_is_better: bool = False
+) -> tuple[float, float]:
+    """Where the threshold of a true false accept rate ``far`` lies, with ``confidence``.
+
+    Distribution-free: the k-th smallest of n impostor distances is below the
+    population's ``far`` quantile exactly when at least k of them are, so ranks
+    taken from the Binomial(n, far) quantiles bracket the quantile. Returns the
+    impostor values at those ranks (``-inf`` / ``+inf`` when a rank falls outside
+    the sample: too few impostor pairs to bound that side). The span shows how
+    much the recommended threshold would move with another sample of impostors.
+    """
+    from scipy.stats import binom
+
+    sign = -1.0 if higher_is_better else 1.0
+    distances = np.sort(sign * _vector(impostor, "impostor").astype(np.float64))
+    if not distances.size:
+        raise ValueError("need at least one impostor value")
+    tail = (1.0 - confidence) / 2
+    low_rank = int(binom.ppf(tail, distances.size, far)) - 1
+    high_rank = int(binom.ppf(1 - tail, distances.size, far))
+    low = distances[low_rank] if low_rank >= 0 else -np.inf
+    high = distances[high_rank] if high_rank < distances.size else np.inf
+    ends = sorted([float(sign * low), float(sign * high)])
+    return ends[0], ends[1]
+
+
 # --- object detection --------------------------------------------------------
 
 

@@ -15,7 +15,10 @@ from shared.metrics import (
     GroundTruth,
     accuracy,
     average_precision,
+    best_threshold_accuracy,
+    binomial_interval,
     confusion_matrix,
+    cross_validated_accuracy,
     eer,
     f1,
     interpolated_average_precision,
@@ -24,8 +27,10 @@ from shared.metrics import (
     precision,
     precision_recall_curve,
     recall,
+    roc_auc,
     roc_curve,
     tar_at_far,
+    threshold_interval,
 )
 
 # --- classification ---------------------------------------------------------------
@@ -274,6 +279,93 @@ def test_tar_at_far_reproduces_dlib_oracle_figures(reference_dir):
         assert result.threshold == pytest.approx(expected["thr"], abs=1e-6)
         assert result.impostors_accepted == expected["impostors_accepted"]
     assert np.mean(genuine < 0.6) == pytest.approx(figures["TAR_at_0_6"], abs=1e-12)
+
+
+def test_roc_auc_by_hand_and_against_sklearn():
+    # Positives 0.9, 0.4; negatives 0.5, 0.1: of the 4 (positive, negative) pairs 3 are
+    # ordered right. A tie counts one half.
+    assert roc_auc([1, 1, 0, 0], [0.9, 0.4, 0.5, 0.1]) == pytest.approx(0.75)
+    assert roc_auc([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, 2, 300)
+    scores = np.round(rng.normal(y_true * 0.8, 1.0), 1)  # rounded: many ties
+    assert roc_auc(y_true, scores) == pytest.approx(skm.roc_auc_score(y_true, scores))
+
+
+def test_best_threshold_accuracy_by_hand():
+    # Genuine 0.1, 0.3, 0.6; impostor 0.5, 0.7, 0.9. Cutting between 0.3 and 0.5 gets 5/6
+    # right (0.6 is missed); between 0.6 and 0.7 also 5/6 (0.5 accepted): the smaller cut wins.
+    result = best_threshold_accuracy([0.1, 0.3, 0.6], [0.5, 0.7, 0.9])
+    assert result.accuracy == pytest.approx(5 / 6)
+    assert result.threshold == pytest.approx(0.4)
+    # Separable: every pair right, the cut halfway across the gap.
+    assert best_threshold_accuracy([0.1, 0.2], [0.8]) == (1.0, pytest.approx(0.5))
+    # Similarities: the same pairs negated give the same accuracy and the negated threshold.
+    result = best_threshold_accuracy([-0.1, -0.3, -0.6], [-0.5, -0.7, -0.9], higher_is_better=True)
+    assert result == (pytest.approx(5 / 6), pytest.approx(-0.4))
+    # All genuine pairs beyond all impostors: accepting nothing is best (half right).
+    result = best_threshold_accuracy([0.9, 0.8], [0.1, 0.2])
+    assert result.accuracy == pytest.approx(0.5)
+    assert np.mean(np.array([0.9, 0.8]) < result.threshold) == 0
+
+
+def test_best_threshold_accuracy_matches_a_scan_of_every_cut():
+    rng = np.random.default_rng(5)
+    genuine = np.round(rng.normal(0.4, 0.1, 200), 2)  # rounded: ties across the classes
+    impostor = np.round(rng.normal(0.7, 0.1, 300), 2)
+    result = best_threshold_accuracy(genuine, impostor)
+    cuts = np.unique(np.concatenate([genuine, impostor, [10.0]]))
+    scan = [(np.sum(genuine < t) + np.sum(impostor >= t)) / 500 for t in cuts]
+    assert result.accuracy == pytest.approx(max(scan))
+    reached = (np.sum(genuine < result.threshold) + np.sum(impostor >= result.threshold)) / 500
+    assert reached == pytest.approx(result.accuracy)
+
+
+def test_cross_validated_accuracy_fits_each_fold_on_the_others():
+    rng = np.random.default_rng(0)
+    genuine, impostor = rng.normal(0.4, 0.1, 500), rng.normal(0.8, 0.1, 500)
+    result = cross_validated_accuracy(genuine, impostor, folds=10, seed=0)
+    assert len(result.accuracies) == len(result.thresholds) == 10
+    assert result.mean == pytest.approx(result.accuracies.mean())
+    # Two unit-variance-0.1 normals 0.4 apart: the best error is Phi(-2) = 2.3 %.
+    assert 0.96 < result.mean < 0.99
+    assert np.all(np.abs(result.thresholds - 0.6) < 0.05)
+    # Each fold's threshold is fitted without that fold: the fold holding the genuine 0.9
+    # and the impostor 0.05 (the last of each, in order) gets both wrong.
+    genuine = np.array([0.1] * 9 + [0.9])
+    impostor = np.array([0.95] * 9 + [0.05])
+    result = cross_validated_accuracy(genuine, impostor, folds=10, seed=None)
+    np.testing.assert_array_equal(result.accuracies, [1.0] * 9 + [0.0])
+    # Stratified: each fold holds one genuine and one impostor value whatever the shuffle.
+    assert cross_validated_accuracy(genuine, impostor, folds=10, seed=4).mean == 0.9
+    with pytest.raises(ValueError, match="folds"):
+        cross_validated_accuracy([0.1], [0.9], folds=10)
+
+
+def test_binomial_interval_against_known_values():
+    low, high = binomial_interval(0, 3000)
+    assert low == 0 and high == pytest.approx(1 - 0.025 ** (1 / 3000), rel=1e-6)  # ~3.7/n
+    low, high = binomial_interval(78, 78000)  # dlib's AT&T at FAR 1e-3
+    assert low < 1e-3 < high and high < 1.3e-3
+    assert binomial_interval(5, 5)[1] == 1.0
+    with pytest.raises(ValueError):
+        binomial_interval(3, 2)
+
+
+def test_threshold_interval_covers_the_true_quantile():
+    """On uniform impostor distances the true FAR-quantile is FAR itself; the 95 % interval
+    from 5,000 values must hold it in about 95 of 100 samples (and be narrower with more)."""
+    rng = np.random.default_rng(1)
+    covered = 0
+    for _ in range(100):
+        low, high = threshold_interval(rng.uniform(size=5000), far=0.01)
+        covered += low < 0.01 <= high
+    assert 88 <= covered <= 100
+    narrow = threshold_interval(rng.uniform(size=200_000), far=0.01)
+    assert narrow[1] - narrow[0] < 0.002
+    # Too few impostors to see a FAR of 1e-3: nothing bounds the threshold from below.
+    low, high = threshold_interval(rng.uniform(size=100), far=1e-3)
+    assert low == -np.inf and np.isfinite(high)
 
 
 # --- detection: matching and mAP ---------------------------------------------------
