@@ -129,7 +129,13 @@ def enroll_command(
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @camera_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per decision.")
-@_shown("--threshold", decision.DEFAULT_THRESHOLD, "Largest distance granted.")
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    help="Largest distance granted. [default: the database's own threshold, set by "
+    f"face-eval --recommend-threshold --db, else {decision.DEFAULT_THRESHOLD}]",
+)
 @_shown(
     "--margin", decision.DEFAULT_MARGIN, "How much nearer than the second person the best must be."
 )
@@ -170,9 +176,12 @@ def check_command(
         raise InputError("give either image files or --camera, not both or neither")
     # Never created here: checking against a mistyped --db is reported, not an empty door.
     with FaceStore(db, create=False) as store:
+        pipeline = _load_pipeline(weights, detector_model)
+        if threshold is None:
+            threshold = store.threshold(pipeline.model_id) or decision.DEFAULT_THRESHOLD
         checker = DoorChecker(
             store,
-            _load_pipeline(weights, detector_model),
+            pipeline,
             threshold=threshold,
             margin=margin,
             max_denials=max_denials,
