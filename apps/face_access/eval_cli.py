@@ -83,8 +83,21 @@ def _output_file(name: str, help_text: str):
     )
 
 
-def _roles(value: str | None):
+def roles_list(value: str | None) -> list[str] | None:
+    """``--roles a,b`` as a list (None: every person)."""
     return [role.strip() for role in value.split(",") if role.strip()] if value else None
+
+
+aligned_option = click.option(
+    "--aligned", is_flag=True, help="Photos are ready 112x112 ArcFace-aligned crops."
+)
+several_option = click.option(
+    "--several",
+    type=click.Choice(["skip", "largest", "central"]),
+    default="skip",
+    show_default=True,
+    help="A photo with several faces: skip it, or take the largest or the most central face.",
+)
 
 
 @click.command(
@@ -96,14 +109,8 @@ def _roles(value: str | None):
     "  face-eval lfw/pairs.txt        (LFW's pairs file; photos beside it)"
 )
 @click.argument("dataset", type=click.Path(exists=True, path_type=Path))
-@click.option("--aligned", is_flag=True, help="Photos are ready 112x112 ArcFace-aligned crops.")
-@click.option(
-    "--several",
-    type=click.Choice(["skip", "largest", "central"]),
-    default="skip",
-    show_default=True,
-    help="A photo with several faces: skip it, or take the largest or the most central face.",
-)
+@aligned_option
+@several_option
 @click.option("--roles", default=None, help="Only people of these roles in DATASET/SPLITS.tsv.")
 @click.option(
     "--stranger-role",
@@ -206,7 +213,9 @@ def main(
                     genuine, impostor, far
                 ).to_dict()
         else:
-            faceset = _faceset(dataset, _roles(roles), aligned, several, weights, detector_model)
+            faceset = _faceset(
+                dataset, roles_list(roles), aligned, several, weights, detector_model
+            )
             if save_embeddings is not None:
                 faceset.save(save_embeddings)
             strangers = None

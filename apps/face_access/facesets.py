@@ -144,8 +144,15 @@ def align_photos(
 
 
 def save_chips(path: Path, chips: Chips) -> None:
+    from shared.files import atomic_output
+
+    with atomic_output(path) as temp, temp.open("wb") as handle:
+        _write_chips(handle, chips)
+
+
+def _write_chips(handle, chips: Chips) -> None:
     np.savez(
-        path,
+        handle,
         chips=chips.chips,
         paths=np.array([str(p.path) for p in chips.photos]),
         people=np.array(chips.people),
@@ -272,3 +279,49 @@ def read_pairs_file(path: Path, images: Path | None = None) -> PairsFile:
     if not same:
         raise InputError(f"{path}: no pairs in the file")
     return PairsFile(first, second, np.array(same))
+
+
+def cached_chips(
+    folder: Path,
+    pipeline_factory,
+    *,
+    roles: Sequence[str] | None = None,
+    aligned: bool = False,
+    several: str = "skip",
+    cache: Path | None = None,
+    progress=None,
+) -> Chips:
+    """``align_photos`` of a folder's people (of ``roles``), kept in ``cache`` for the next run.
+
+    The cache file is named by a digest of the folder's absolute path, the roles, the
+    options and the list of photo files, so a changed folder is read again.
+    ``pipeline_factory()`` is only called when the photos must be read.
+    """
+    import hashlib
+
+    photos = list_photos(folder, list_people(folder, roles))
+    if not photos:
+        raise InputError(f"{folder}: no images in the person folders")
+    cached = None
+    if cache is not None:
+        key = repr((str(folder.resolve()), roles, aligned, several, [str(p.path) for p in photos]))
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        cached = cache / f"chips-{folder.name}-{digest}.npz"
+        if cached.is_file():
+            return load_chips(cached)
+    chips = align_photos(
+        photos, pipeline_factory(), aligned=aligned, several=several, progress=progress
+    )
+    if cached is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        save_chips(cached, chips)
+    return chips
+
+
+def concatenate_chips(parts: Sequence[Chips]) -> Chips:
+    """One set from several (person names must not clash between the parts)."""
+    return Chips(
+        np.concatenate([part.chips for part in parts]),
+        [photo for part in parts for photo in part.photos],
+        [reason for part in parts for reason in part.skipped],
+    )
