@@ -33,14 +33,14 @@ import numpy as np
 
 from apps.car_detection.catalogue import darknet_files, read_class_names
 from apps.car_detection.darknet import load_darknet
-from apps.car_detection.decode import preprocess
+from apps.car_detection.decode import DEFAULT_CONF, DEFAULT_IOU, preprocess
 from apps.car_detection.detector import YoloDetector
 from apps.car_detection.pipeline import open_source, run
 from apps.car_detection.sinks import AnnotatedVideoSink
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CONVNET_APPS_SHARED", REPO_ROOT.parent / "shared"))
-CONF, IOU = 0.25, 0.45
+CONF, IOU = DEFAULT_CONF, DEFAULT_IOU
 
 
 def read_frames(video: Path, limit: int) -> list[np.ndarray]:
@@ -98,7 +98,9 @@ def pipeline_loop(model, labels, video: Path, output: Path, batch: int, limit: i
     if limit > 0:
         source.frames = itertools.islice(source.frames, limit)
     sink = AnnotatedVideoSink(output, source.fps, source.width, source.height)
-    summary = run(source, YoloDetector(model, labels, CONF, IOU), [sink], batch=batch)
+    # Darknet's multi-label rule, as the OpenCV peer above, so both do the same work.
+    detector = YoloDetector(model, labels, CONF, IOU, multi_label=True)
+    summary = run(source, detector, [sink], batch=batch)
     return summary.frames
 
 

@@ -222,3 +222,44 @@ def draw_boxes(
             cv2.LINE_AA,
         )
     return canvas
+
+
+def track_colour(index: int) -> tuple[int, int, int]:
+    """A saturated RGB colour per integer id, neighbours far apart on the hue circle."""
+    hue = int(index * 0.618033988749895 * 180) % 180  # golden-ratio steps
+    hsv = np.array([[[hue, 255, 255]]], dtype=np.uint8)
+    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+
+
+def draw_polyline(
+    canvas: np.ndarray,
+    points: Sequence[Sequence[float]],
+    colour: tuple[int, int, int],
+    caption: str | None = None,
+) -> None:
+    """Draw connected ``(x, y)`` points on ``canvas`` in place (a trail, a counting line),
+    with an optional caption on a dark band at the first point. Thickness follows the
+    image size, as in ``draw_boxes``."""
+    height, width = canvas.shape[:2]
+    thickness = max(1, round(min(height, width) / 300))
+    vertices = np.rint(np.asarray(points, dtype=np.float64).reshape(-1, 2)).astype(np.int32)
+    if len(vertices) > 1:
+        cv2.polylines(canvas, [vertices], False, colour, thickness, cv2.LINE_AA)
+    if caption and len(vertices):
+        font_scale = max(0.3, min(height, width) / 1000)
+        (text_w, text_h), baseline = cv2.getTextSize(
+            caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness
+        )
+        x = int(np.clip(vertices[0, 0], 0, max(0, width - text_w)))
+        y = int(np.clip(vertices[0, 1] - baseline - 2, text_h, height - baseline))
+        cv2.rectangle(canvas, (x, y - text_h), (x + text_w, y + baseline), (0, 0, 0), -1)
+        cv2.putText(
+            canvas,
+            caption,
+            (x, y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font_scale,
+            colour,
+            thickness,
+            cv2.LINE_AA,
+        )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from shared.boxes import iou
 
@@ -620,3 +621,227 @@ def mean_average_precision(
     with_truth = num_ground_truth > 0
     overall = float(ap[with_truth].mean()) if with_truth.any() else float("nan")
     return MeanAveragePrecision(overall, ap, thresholds, num_ground_truth)
+
+
+# --- multi-object tracking ------------------------------------------------------
+
+HOTA_ALPHAS = np.arange(1, 20) * 0.05
+"""Localisation thresholds 0.05, 0.10, ..., 0.95 over which HOTA is averaged (as TrackEval)."""
+
+
+class TrackedBoxes(NamedTuple):
+    """Boxes with identities over a sequence, one row per (frame, object): the rows of a
+    MOTChallenge ``gt.txt``. ``frames`` ``(N,)`` and ``ids`` ``(N,)`` are integers, ``boxes``
+    ``(N, 4)`` xyxy pixels; an id appears at most once per frame."""
+
+    frames: np.ndarray
+    ids: np.ndarray
+    boxes: np.ndarray
+
+
+@dataclass(frozen=True)
+class TrackingMetrics:
+    """CLEAR-MOT, identity and HOTA scores of a tracker on one or more sequences.
+
+    Counts are over (frame, object) rows: ``num_truth`` ground-truth boxes, ``num_predicted``
+    tracker boxes, of which ``matches`` were paired and ``misses`` / ``false_positives`` were
+    not; ``id_switches`` counts a ground-truth object paired with another track id than the
+    last one it was paired with.
+    """
+
+    num_frames: int
+    num_truth: int
+    num_predicted: int
+    matches: int
+    misses: int
+    false_positives: int
+    id_switches: int
+    mota: float
+    motp: float
+    idf1: float
+    idp: float
+    idr: float
+    hota: float
+    deta: float
+    assa: float
+
+    def to_dict(self) -> dict:
+        return {
+            name: round(value, 4) if isinstance(value, float) else value
+            for name, value in self.__dict__.items()
+        }
+
+
+def _tracked(rows: TrackedBoxes | tuple, name: str) -> TrackedBoxes:
+    frames, ids, boxes = (np.asarray(array) for array in rows)
+    frames = _vector(frames, f"{name}.frames").astype(np.int64)
+    ids = _vector(ids, f"{name}.ids").astype(np.int64)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if not frames.size == ids.size == boxes.shape[0]:
+        raise ValueError(
+            f"{name}: {frames.size} frames, {ids.size} ids and {boxes.shape[0]} boxes differ"
+        )
+    pairs = np.stack([frames, ids], axis=1)
+    if np.unique(pairs, axis=0).shape[0] != pairs.shape[0]:
+        raise ValueError(f"{name}: an id appears twice in one frame")
+    return TrackedBoxes(frames, ids, boxes)
+
+
+def _per_frame(
+    rows: TrackedBoxes, frame_numbers: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(ids, boxes)`` of each frame in ``frame_numbers`` (empty where a frame has none)."""
+    order = np.argsort(rows.frames, kind="stable")
+    frames, ids, boxes = rows.frames[order], rows.ids[order], rows.boxes[order]
+    starts = np.searchsorted(frames, frame_numbers, side="left")
+    ends = np.searchsorted(frames, frame_numbers, side="right")
+    return [(ids[s:e], boxes[s:e]) for s, e in zip(starts, ends, strict=True)]
+
+
+def _most_pairs(overlap: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The most ``valid`` pairs, and among those the largest IoU sum (py-motmetrics' rule)."""
+    if not valid.any():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    # A valid pair outweighs any sum of IoUs (each <= 1) over the other pairs.
+    bonus = float(min(valid.shape)) + 1.0
+    rows, cols = linear_sum_assignment(np.where(valid, overlap + bonus, 0.0), maximize=True)
+    keep = valid[rows, cols]
+    return rows[keep], cols[keep]
+
+
+def tracking_metrics(
+    truth: TrackedBoxes | tuple, predicted: TrackedBoxes | tuple, iou_threshold: float = 0.5
+) -> TrackingMetrics:
+    """Score tracker output against ground truth (boxes xyxy, a pair matches at IoU >= threshold).
+
+    - CLEAR MOT (Bernardin & Stiefelhagen 2008, as py-motmetrics computes it): frame by
+      frame, a ground-truth object keeps the track it was paired with in the previous frame
+      while their IoU stays >= ``iou_threshold``; the remaining objects and tracks are paired
+      by the Hungarian algorithm on IoU. ``MOTA = 1 - (misses + false positives + id
+      switches) / num_truth`` (it can be negative); ``MOTP`` is the mean IoU of the pairs
+      (higher is better, unlike motmetrics' mean distance 1 - IoU).
+    - Identity (Ristani et al. 2016): the one-to-one pairing of ground-truth and predicted
+      trajectories that maximises the number of frames in which they match (IDTP);
+      ``IDF1 = 2 IDTP / (num_truth + num_predicted)``, ``IDP = IDTP / num_predicted``,
+      ``IDR = IDTP / num_truth``.
+    - HOTA (Luiten et al. 2021, as TrackEval computes it): ``sqrt(DetA * AssA)`` averaged
+      over the localisation thresholds ``HOTA_ALPHAS``; ``iou_threshold`` plays no part.
+
+    Frames are the union of those present in either input. Ratios over nothing are 0.0.
+    """
+    truth = _tracked(truth, "truth")
+    predicted = _tracked(predicted, "predicted")
+    frame_numbers = np.union1d(truth.frames, predicted.frames)
+    truth_frames = _per_frame(truth, frame_numbers)
+    predicted_frames = _per_frame(predicted, frame_numbers)
+    truth_ids, predicted_ids = np.unique(truth.ids), np.unique(predicted.ids)
+    overlaps = [
+        iou(truth_boxes, predicted_boxes)
+        for (_, truth_boxes), (_, predicted_boxes) in zip(
+            truth_frames, predicted_frames, strict=True
+        )
+    ]
+    # Per frame, ids as indices into truth_ids / predicted_ids.
+    truth_columns = [np.searchsorted(truth_ids, ids) for ids, _ in truth_frames]
+    predicted_columns = [np.searchsorted(predicted_ids, ids) for ids, _ in predicted_frames]
+
+    # CLEAR MOT.
+    last_partner: dict[int, int] = {}
+    matches = id_switches = 0
+    iou_sum = 0.0
+    # Identity: frames in which each (truth, predicted) trajectory pair matches.
+    together = np.zeros((truth_ids.size, predicted_ids.size))
+    for overlap, gt_cols, pr_cols in zip(overlaps, truth_columns, predicted_columns, strict=True):
+        valid = overlap >= iou_threshold
+        together[np.ix_(gt_cols, pr_cols)] += valid
+        free = valid.copy()
+        pairs = []
+        for row, gt in enumerate(gt_cols):
+            partner = last_partner.get(int(gt))
+            kept = np.flatnonzero((pr_cols == partner) & free[row])
+            if kept.size:
+                pairs.append((row, int(kept[0])))
+                free[row, :] = False
+                free[:, kept[0]] = False
+        rows, cols = _most_pairs(overlap, free)
+        for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
+            previous = last_partner.get(int(gt_cols[row]))
+            id_switches += previous is not None and previous != pr_cols[col]
+            pairs.append((row, col))
+        for row, col in pairs:
+            last_partner[int(gt_cols[row])] = int(pr_cols[col])
+            iou_sum += overlap[row, col]
+        matches += len(pairs)
+    num_truth, num_predicted = truth.frames.size, predicted.frames.size
+    misses, false_positives = num_truth - matches, num_predicted - matches
+
+    identity_rows, identity_cols = linear_sum_assignment(together, maximize=True)
+    idtp = float(together[identity_rows, identity_cols].sum())
+
+    hota, deta, assa = _hota(
+        overlaps, truth_columns, predicted_columns, truth_ids.size, predicted_ids.size
+    )
+    return TrackingMetrics(
+        num_frames=int(frame_numbers.size),
+        num_truth=int(num_truth),
+        num_predicted=int(num_predicted),
+        matches=int(matches),
+        misses=int(misses),
+        false_positives=int(false_positives),
+        id_switches=int(id_switches),
+        mota=1.0 - _ratio(misses + false_positives + id_switches, num_truth),
+        motp=_ratio(iou_sum, matches),
+        idf1=_ratio(2 * idtp, num_truth + num_predicted),
+        idp=_ratio(idtp, num_predicted),
+        idr=_ratio(idtp, num_truth),
+        hota=hota,
+        deta=deta,
+        assa=assa,
+    )
+
+
+def _hota(
+    overlaps: list[np.ndarray],
+    truth_columns: list[np.ndarray],
+    predicted_columns: list[np.ndarray],
+    num_truth_ids: int,
+    num_predicted_ids: int,
+) -> tuple[float, float, float]:
+    """HOTA, DetA and AssA averaged over ``HOTA_ALPHAS`` (TrackEval's ``HOTA.eval_sequence``)."""
+    truth_count = np.zeros(num_truth_ids)
+    predicted_count = np.zeros(num_predicted_ids)
+    # Global alignment: how much each trajectory pair overlaps, frame IoUs normalised so a
+    # box shared between several partners counts once.
+    potential = np.zeros((num_truth_ids, num_predicted_ids))
+    for overlap, gt_cols, pr_cols in zip(overlaps, truth_columns, predicted_columns, strict=True):
+        truth_count[gt_cols] += 1
+        predicted_count[pr_cols] += 1
+        denominator = overlap.sum(axis=1, keepdims=True) + overlap.sum(axis=0) - overlap
+        share = np.divide(overlap, denominator, out=np.zeros_like(overlap), where=denominator > 0)
+        potential[np.ix_(gt_cols, pr_cols)] += share
+    alignment = potential / (truth_count[:, None] + predicted_count[None, :] - potential)
+
+    eps = np.finfo(np.float64).eps
+    true_pos = np.zeros(HOTA_ALPHAS.size)
+    matched = np.zeros((HOTA_ALPHAS.size, num_truth_ids, num_predicted_ids))
+    for overlap, gt_cols, pr_cols in zip(overlaps, truth_columns, predicted_columns, strict=True):
+        score = alignment[np.ix_(gt_cols, pr_cols)] * overlap
+        rows, cols = linear_sum_assignment(score, maximize=True)
+        keep = score[rows, cols] > eps
+        rows, cols = rows[keep], cols[keep]
+        for index, alpha in enumerate(HOTA_ALPHAS):
+            hit = overlap[rows, cols] >= alpha - eps
+            true_pos[index] += np.count_nonzero(hit)
+            matched[index, gt_cols[rows[hit]], pr_cols[cols[hit]]] += 1
+    total_truth, total_predicted = truth_count.sum(), predicted_count.sum()
+    deta = np.array(
+        [_ratio(tp, total_truth + total_predicted - tp) for tp in true_pos], dtype=np.float64
+    )
+    assa = np.zeros(HOTA_ALPHAS.size)
+    for index in range(HOTA_ALPHAS.size):
+        pair = matched[index]
+        union = truth_count[:, None] + predicted_count[None, :] - pair
+        association = np.divide(pair, union, out=np.zeros_like(pair), where=union > 0)
+        assa[index] = _ratio((pair * association).sum(), true_pos[index])
+    hota = np.sqrt(deta * assa)
+    return float(hota.mean()), float(deta.mean()), float(assa.mean())

@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 import click
 
+from apps.car_detection.tracking import MIN_TRACK_FRAMES, CountLine, Tracking
 from shared.cli import EXIT_INTERRUPTED, debug_option, progress, quiet_tensorflow, user_errors
 from shared.errors import InputError
 
@@ -20,7 +21,11 @@ Examples:
   detect-cars dashcam.mp4 --detections cars.jsonl --csv cars.csv --no-draw
   detect-cars photos/ --classes all --json     # a folder of images, every COCO class
   detect-cars 0 --output camera.mp4            # camera 0 until Ctrl-C
+  detect-cars road.mp4 --track --count-line 0,0.6,1,0.6   # unique cars, count a line
 """
+
+
+DEFAULT_CONF = 0.25
 
 
 def default_output(source_kind: str, source_name: str) -> Path | None:
@@ -59,7 +64,13 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
 @click.option("--weights", type=click.Path(dir_okay=False), help="Darknet .weights for --cfg.")
 @click.option("--names", type=click.Path(dir_okay=False), help="Class names, one per line.")
 @click.option("--size", type=int, help="Network input size, a multiple of 32 [default: cfg's].")
-@click.option("--conf", default=0.25, show_default=True, help="Score threshold (obj x class).")
+@click.option(
+    "--conf",
+    type=float,
+    default=None,
+    help="Score threshold (obj x class) [default: 0.25; 0.1 with --track, whose second "
+    "association stage uses the weak detections].",
+)
 @click.option("--iou", default=0.45, show_default=True, help="NMS IoU threshold.")
 @click.option("--max-det", default=100, show_default=True, help="Most detections per frame.")
 @click.option(
@@ -68,6 +79,12 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     show_default=True,
     help="'vehicles' (car, truck, bus), 'all', or names separated by commas.",
 )
+@click.option(
+    "--multi-label",
+    is_flag=True,
+    help="Keep every class over --conf for a box (Darknet's mAP rule; one object may then be "
+    "counted as a car and a truck). Default: one label per box, its best class.",
+)
 @click.option("--batch", default=8, show_default=True, help="Frames per inference batch.")
 @click.option("--vid-stride", default=1, show_default=True, help="Infer every N-th frame.")
 @click.option("--output", "-o", type=click.Path(), help="Annotated video, image or folder.")
@@ -75,6 +92,22 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
 @click.option("--csv", "csv_path", type=click.Path(), help="CSV, one row per detection.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--no-draw", is_flag=True, help="Write no annotated video or images.")
+@click.option(
+    "--track", is_flag=True, help="Follow vehicles across frames: ids, trails, unique counts."
+)
+@click.option(
+    "--count-line",
+    metavar="X1,Y1,X2,Y2",
+    help="Count tracks crossing this line, per direction and class (pixels, or fractions of "
+    "the frame from 0 to 1); implies --track.",
+)
+@click.option(
+    "--min-track-frames",
+    type=int,
+    default=MIN_TRACK_FRAMES,
+    show_default=True,
+    help="Frames a track must span to count as a vehicle in the summary.",
+)
 @debug_option
 @user_errors
 def main(
@@ -84,10 +117,11 @@ def main(
     weights: str | None,
     names: str | None,
     size: int | None,
-    conf: float,
+    conf: float | None,
     iou: float,
     max_det: int,
     classes: str,
+    multi_label: bool,
     batch: int,
     vid_stride: int,
     output: str | None,
@@ -95,6 +129,9 @@ def main(
     csv_path: str | None,
     as_json: bool,
     no_draw: bool,
+    track: bool,
+    count_line: str | None,
+    min_track_frames: int,
     debug: bool,
 ) -> None:
     """Detect cars (and other COCO objects) in SOURCE: a video file, an image,
@@ -109,6 +146,12 @@ def main(
 
     if detections == "-" and as_json:
         raise InputError("--detections - and --json both write to stdout; choose one")
+    tracking = None
+    if track or count_line:
+        line = CountLine.parse(count_line) if count_line else None
+        tracking = Tracking(line=line, min_frames=min_track_frames)
+    if conf is None:
+        conf = tracking.settings.low if tracking else DEFAULT_CONF
     # The source first, before TensorFlow loads: a dead camera or stream fails at once.
     opened = open_source(source, prefetch=2 * batch)
     sinks = []
@@ -128,6 +171,7 @@ def main(
             iou=iou,
             max_det=max_det,
             classes=classes,
+            multi_label=multi_label,
         )
         annotated = None if no_draw else _annotated_output(output, opened.kind, opened.name)
         if annotated is not None:
@@ -144,7 +188,7 @@ def main(
             sinks.append(JsonLinesSink(detections))
             outputs["detections"] = detections
         if csv_path:
-            sinks.append(CsvSink(csv_path))
+            sinks.append(CsvSink(csv_path, tracked=tracking is not None))
             outputs["csv"] = csv_path
     except BaseException as error:
         for sink in sinks:
@@ -160,6 +204,7 @@ def main(
             batch=batch,
             vid_stride=vid_stride,
             on_frame=lambda _result: bar.update(1),
+            tracking=tracking,
         )
     summary.outputs = outputs
     if as_json:
@@ -183,8 +228,26 @@ def render_summary(summary: dict) -> str:
         most = summary["most_at_once"][label]
         at_once = f"at most {most['count']} at once (frame {most['frame']})"
         lines.append(f"  {label}: {count} detections, {at_once}")
+    if "tracking" in summary:
+        lines.extend(_render_tracking(summary["tracking"]))
     lines.extend(f"  {kind}: {path}" for kind, path in summary["outputs"].items())
     return "\n".join(lines)
+
+
+def _render_tracking(tracking: dict) -> list[str]:
+    unique = ", ".join(f"{label} {count}" for label, count in tracking["unique"].items())
+    lines = [
+        f"  unique vehicles (tracks of at least {tracking['min_track_frames']} frames): "
+        + (unique or "none")
+    ]
+    if "line" in tracking:
+        line = tracking["line"]
+        ends = "({:g}, {:g})-({:g}, {:g})".format(*line["from"], *line["to"])
+        total = ", ".join(f"{way} {count}" for way, count in line["total"].items())
+        lines.append(f"  crossed the line {ends}: {total}")
+        for label, ways in line["crossings"].items():
+            lines.append(f"    {label}: " + ", ".join(f"{w} {n}" for w, n in ways.items()))
+    return lines
 
 
 if __name__ == "__main__":

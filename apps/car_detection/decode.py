@@ -2,9 +2,10 @@
 
 The network's ``DetectionHead`` layers already decode every anchor of every cell inside the
 graph into ``[cx, cy, w, h, objectness, objectness * p(class) ...]`` normalised rows, so what
-is left here is per-image and cheap: keep (row, class) pairs whose score beats ``conf``
-(Darknet's rule, so one box can carry two classes), map them to the frame's pixels, run greedy
-per-class NMS and clip to the frame.
+is left here is per-image and cheap: give each row its best class (or, with ``multi_label``,
+every class whose score beats ``conf``: Darknet's rule for mAP, where one box can be "car 0.35"
+and "truck 0.25" at once), keep scores above ``conf``, map them to the frame's pixels, run
+greedy per-class NMS and clip to the frame.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ import numpy as np
 
 from apps.car_detection.darknet import DarknetModel
 from shared.boxes import clip_boxes, cxcywh_to_xyxy, nms
+
+# The thresholds every caller starts from (detect-cars, the Python API, the benchmark): Darknet's
+# and OpenCV's usual score threshold and NMS IoU, and COCO's limit on detections per image.
+DEFAULT_CONF = 0.25
+DEFAULT_IOU = 0.45
+DEFAULT_MAX_DET = 100
 
 
 @dataclass(frozen=True)
@@ -55,19 +62,30 @@ def select_detections(
     iou: float,
     classes: Sequence[int] | None = None,
     max_det: int | None = None,
+    multi_label: bool = False,
 ) -> Detections:
     """Threshold, NMS and map one image's decoded rows (N, 5 + C) to pixel boxes.
 
     ``image_size`` is the original (width, height); ``classes`` restricts the class ids kept
-    (None keeps all). A (row, class) pair is a candidate when its score is above ``conf``;
-    boxes of the same class suppress each other above ``iou``.
+    (None keeps all). By default a row is a candidate for its best class only, when that score
+    is above ``conf`` and the class is allowed (a row that is mostly "person" does not become a
+    weak "car" when only vehicles are asked for), as OpenCV's ``DetectionModel`` and ultralytics
+    do. With ``multi_label`` every (row, class) pair above ``conf`` is a candidate: what mAP
+    evaluation wants (Darknet's ``detector map``), but it labels one object twice. Boxes of the
+    same class suppress each other above ``iou``.
     """
     scores = rows[:, 5:]
+    allowed = np.ones(scores.shape[1], dtype=bool)
     if classes is not None:
-        allowed = np.zeros(scores.shape[1], dtype=bool)
+        allowed[:] = False
         allowed[list(classes)] = True
-        scores = np.where(allowed, scores, 0.0)
-    candidate_rows, candidate_classes = np.nonzero(scores > conf)
+    if multi_label:
+        candidate_rows, candidate_classes = np.nonzero((scores > conf) & allowed)
+    else:
+        best = scores.argmax(axis=1)
+        best_scores = scores[np.arange(len(best)), best]
+        candidate_rows = np.flatnonzero((best_scores > conf) & allowed[best])
+        candidate_classes = best[candidate_rows]
     candidate_scores = scores[candidate_rows, candidate_classes]
     width, height = image_size
     scale = np.array([width, height, width, height], dtype=np.float64)
@@ -83,17 +101,29 @@ def select_detections(
 def detect(
     model: DarknetModel,
     frames: Sequence[np.ndarray],
-    conf: float = 0.25,
-    iou: float = 0.45,
+    conf: float = DEFAULT_CONF,
+    iou: float = DEFAULT_IOU,
     classes: Sequence[int] | None = None,
-    max_det: int | None = None,
+    max_det: int | None = DEFAULT_MAX_DET,
+    multi_label: bool = False,
 ) -> list[Detections]:
-    """Detect objects in a batch of RGB uint8 frames (any sizes); one ``Detections`` each."""
+    """Detect objects in a batch of RGB uint8 frames (any sizes); one ``Detections`` each.
+
+    One label per box unless ``multi_label`` (see ``select_detections``).
+    """
     if not frames:
         return []
     heads = model.predict_heads(preprocess(frames, model.width, model.height))
     rows = np.concatenate(heads, axis=1)
     return [
-        select_detections(image_rows, (frame.shape[1], frame.shape[0]), conf, iou, classes, max_det)
+        select_detections(
+            image_rows,
+            (frame.shape[1], frame.shape[0]),
+            conf,
+            iou,
+            classes,
+            max_det,
+            multi_label=multi_label,
+        )
         for image_rows, frame in zip(rows, frames, strict=True)
     ]

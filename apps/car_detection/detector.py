@@ -13,22 +13,26 @@ import numpy as np
 
 from apps.car_detection.catalogue import load_model_and_names, select_classes
 from apps.car_detection.darknet import DarknetModel
-from apps.car_detection.decode import detect
+from apps.car_detection.decode import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, detect
 from apps.car_detection.results import Detection
 from shared.errors import InputError
 
 
 class YoloDetector:
-    """Frames in, detections out: score = objectness x class probability, then per-class NMS."""
+    """Frames in, detections out: score = objectness x class probability, then per-class NMS.
+
+    One label per box (its best class) unless ``multi_label``: see ``decode.select_detections``.
+    """
 
     def __init__(
         self,
         network: DarknetModel,
         names: list[str],
-        conf: float = 0.25,
-        iou: float = 0.45,
-        max_det: int | None = 100,
+        conf: float = DEFAULT_CONF,
+        iou: float = DEFAULT_IOU,
+        max_det: int | None = DEFAULT_MAX_DET,
         classes: Sequence[int] | None = None,
+        multi_label: bool = False,
     ) -> None:
         if not 0.0 <= conf < 1.0:
             raise InputError(f"--conf must be in [0, 1), got {conf}")
@@ -42,9 +46,18 @@ class YoloDetector:
         self.iou = iou
         self.max_det = max_det
         self.classes = classes
+        self.multi_label = multi_label
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]:
-        found = detect(self.network, frames, self.conf, self.iou, self.classes, self.max_det)
+        found = detect(
+            self.network,
+            frames,
+            self.conf,
+            self.iou,
+            self.classes,
+            self.max_det,
+            multi_label=self.multi_label,
+        )
         return [
             [
                 Detection(self.names[class_id], int(class_id), float(score), tuple(map(float, box)))
@@ -62,11 +75,14 @@ def load_detector(
     weights: Path | str | None = None,
     names: Path | str | None = None,
     size: int | None = None,
-    conf: float = 0.25,
-    iou: float = 0.45,
-    max_det: int | None = 100,
+    conf: float = DEFAULT_CONF,
+    iou: float = DEFAULT_IOU,
+    max_det: int | None = DEFAULT_MAX_DET,
     classes: str = "vehicles",
+    multi_label: bool = False,
 ) -> YoloDetector:
     """A detector from a catalogue model (default Yolo-Fastest-1.1-xl) or own cfg/weights."""
     network, labels = load_model_and_names(model, cfg, weights, names, size)
-    return YoloDetector(network, labels, conf, iou, max_det, select_classes(classes, labels))
+    return YoloDetector(
+        network, labels, conf, iou, max_det, select_classes(classes, labels), multi_label
+    )

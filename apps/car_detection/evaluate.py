@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from apps.car_detection.darknet import DarknetModel
-from apps.car_detection.decode import detect
+from apps.car_detection.decode import DEFAULT_IOU, DEFAULT_MAX_DET, detect
 from shared.boxes import cxcywh_to_xyxy, iou
 from shared.errors import InputError
 from shared.images import list_images, read_image
@@ -66,15 +66,17 @@ def evaluate_folder(
     class_map: Mapping[int, int],
     *,
     conf: float = 0.005,
-    iou_threshold: float = 0.45,
+    iou_threshold: float = DEFAULT_IOU,
     iou_thresholds: float | tuple[float, ...] = 0.5,
     batch: int = 8,
-    max_det: int = 100,
+    max_det: int = DEFAULT_MAX_DET,
 ) -> MeanAveragePrecision:
     """mAP of ``model`` on ``folder`` (``images/`` + ``labels/``), in the dataset's class ids.
 
     ``class_map`` maps dataset class -> model class. A low ``conf`` keeps the whole
-    precision-recall curve, as Darknet's ``detector map`` does (it uses 0.005).
+    precision-recall curve, as Darknet's ``detector map`` does (it uses 0.005); like it, every
+    class above ``conf`` counts for a box (``multi_label``), so a car that also scores as a truck
+    is not lost to mAP when its best class is wrong.
     """
     folder = Path(folder)
     images = list_images(folder / "images")
@@ -85,7 +87,9 @@ def evaluate_folder(
     for start in range(0, len(images), batch):
         paths = images[start : start + batch]
         frames = [read_image(path) for path in paths]
-        found = detect(model, frames, conf, iou_threshold, list(to_dataset), max_det)
+        found = detect(
+            model, frames, conf, iou_threshold, list(to_dataset), max_det, multi_label=True
+        )
         for path, frame, detections in zip(paths, frames, found, strict=True):
             height, width = frame.shape[:2]
             truth = read_yolo_labels(folder / "labels" / f"{path.stem}.txt", width, height)

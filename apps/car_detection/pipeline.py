@@ -20,6 +20,7 @@ import numpy as np
 
 from apps.car_detection.results import Detection, FrameResult
 from apps.car_detection.sinks import BackgroundWriter, Sink
+from apps.car_detection.tracking import Tracking
 from shared.errors import InputError
 from shared.images import IMAGE_SUFFIXES, list_images, read_image
 from shared.video import VideoReader, parse_source
@@ -142,6 +143,7 @@ class Summary:
     most_at_once: dict[str, dict[str, int]] = field(default_factory=dict)
     interrupted: bool = False
     outputs: dict[str, str] = field(default_factory=dict)
+    tracking: dict | None = None  # ``Tracking.summary()`` with --track
 
     @property
     def frames_per_second(self) -> float:
@@ -166,7 +168,7 @@ class Summary:
             "most_at_once": dict(sorted(self.most_at_once.items())),
             "interrupted": self.interrupted,
             "outputs": self.outputs,
-        }
+        } | ({} if self.tracking is None else {"tracking": self.tracking})
 
 
 def run(
@@ -176,8 +178,12 @@ def run(
     batch: int = 8,
     vid_stride: int = 1,
     on_frame: Callable[[FrameResult], None] | None = None,
+    tracking: Tracking | None = None,
 ) -> Summary:
     """Process a whole source into ``sinks`` and summarise it.
+
+    With ``tracking``, detections carry track ids and the summary counts unique vehicles
+    (and line crossings); see ``apps.car_detection.tracking``.
 
     Ctrl-C stops reading, finalises every output with what was processed so far
     and returns a summary marked ``interrupted``; any other error discards the
@@ -186,8 +192,11 @@ def run(
     summary = Summary(source.name)
     writer = BackgroundWriter(sinks)
     started = time.perf_counter()
+    stream = detect_stream(source.frames, detector, batch, vid_stride)
+    if tracking is not None:
+        stream = tracking.follow(stream)
     try:
-        for frame, result, inferred in detect_stream(source.frames, detector, batch, vid_stride):
+        for frame, result, inferred in stream:
             writer.write(frame.rgb, result, inferred)
             summary.frames += 1
             if inferred:
@@ -204,4 +213,6 @@ def run(
     source.close()
     writer.close()
     summary.seconds = time.perf_counter() - started
+    if tracking is not None:
+        summary.tracking = tracking.summary()
     return summary

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.images import draw_boxes
+from shared.images import draw_boxes, draw_polyline, track_colour
 
 CSV_HEADER = ("frame", "time", "image", "label", "class_id", "score", "x1", "y1", "x2", "y2")
+TRACKED_CSV_HEADER = (*CSV_HEADER, "track")
+"""With ``--track``: the track id in a last column."""
 
 
 @dataclass(frozen=True)
@@ -26,24 +28,44 @@ class Detection:
     class_id: int
     score: float
     box: tuple[float, float, float, float]
+    track: int | None = None
+    """The id ``--track`` gave the object (``tracker.ByteTracker``); None without tracking."""
 
     def to_dict(self) -> dict:
-        return {
+        row = {
             "label": self.label,
             "class_id": self.class_id,
             "score": round(self.score, 4),
             "box": [round(value, 1) for value in self.box],
         }
+        if self.track is not None:
+            row["track"] = self.track
+        return row
+
+
+@dataclass(frozen=True)
+class CountLineView:
+    """A ``--count-line`` as drawn on a frame: its ends in pixels and the crossings so far."""
+
+    start: tuple[float, float]
+    end: tuple[float, float]
+    totals: dict[str, int]
 
 
 @dataclass
 class FrameResult:
-    """The detections of one frame (of a video) or one image (of a folder)."""
+    """The detections of one frame (of a video) or one image (of a folder).
+
+    With ``--track``, ``trails`` holds the recent box centres of each visible track and
+    ``count_line`` the counting line; both are drawn, neither goes into JSON or CSV.
+    """
 
     frame: int
     time: float | None
     image: str | None
     detections: list[Detection] = field(default_factory=list)
+    trails: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
+    count_line: CountLineView | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -57,8 +79,8 @@ class FrameResult:
         """One JSON line (no trailing newline)."""
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
-    def csv_rows(self) -> list[tuple]:
-        """One row per detection, in the order of ``CSV_HEADER``."""
+    def csv_rows(self, tracked: bool = False) -> list[tuple]:
+        """One row per detection, in the order of ``CSV_HEADER`` (``TRACKED_CSV_HEADER``)."""
         time = "" if self.time is None else round(self.time, 3)
         return [
             (
@@ -69,6 +91,7 @@ class FrameResult:
                 detection.class_id,
                 round(detection.score, 4),
                 *(round(value, 1) for value in detection.box),
+                *((detection.track,) if tracked else ()),
             )
             for detection in self.detections
         ]
@@ -78,9 +101,21 @@ class FrameResult:
         return Counter(detection.label for detection in self.detections)
 
     def draw(self, rgb: np.ndarray) -> np.ndarray:
-        """A copy of ``rgb`` with this frame's boxes, labels and scores drawn on it."""
-        return draw_boxes(
+        """A copy of ``rgb`` with this frame's boxes, labels and scores drawn on it
+        (with ``--track``: ``#id`` before the label, trails and the counting line)."""
+        canvas = draw_boxes(
             rgb,
             [detection.box for detection in self.detections],
-            [f"{detection.label} {detection.score:.2f}" for detection in self.detections],
+            [
+                ("" if detection.track is None else f"#{detection.track} ")
+                + f"{detection.label} {detection.score:.2f}"
+                for detection in self.detections
+            ],
         )
+        for track, points in self.trails.items():
+            draw_polyline(canvas, points, track_colour(track))
+        if self.count_line is not None:
+            line = self.count_line
+            totals = "  ".join(f"{name} {count}" for name, count in line.totals.items())
+            draw_polyline(canvas, [line.start, line.end], (255, 255, 255), caption=totals)
+        return canvas

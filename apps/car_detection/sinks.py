@@ -20,7 +20,7 @@ from typing import IO, Protocol
 
 import numpy as np
 
-from apps.car_detection.results import CSV_HEADER, FrameResult
+from apps.car_detection.results import CSV_HEADER, TRACKED_CSV_HEADER, FrameResult
 from shared.files import atomic_output
 from shared.images import write_image
 from shared.video import VideoWriter
@@ -70,16 +70,18 @@ class JsonLinesSink:
 
 
 class CsvSink:
-    """One row per detection of every inferred frame, with a header row."""
+    """One row per detection of every inferred frame, with a header row; ``tracked`` adds
+    the track id column."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, tracked: bool = False) -> None:
         self._file = AtomicTextFile(Path(path))
         self._writer = csv.writer(self._file.stream)
-        self._writer.writerow(CSV_HEADER)
+        self._writer.writerow(TRACKED_CSV_HEADER if tracked else CSV_HEADER)
+        self._tracked = tracked
 
     def write(self, rgb: np.ndarray, result: FrameResult, inferred: bool) -> None:
         if inferred:
-            self._writer.writerows(result.csv_rows())
+            self._writer.writerows(result.csv_rows(self._tracked))
 
     def close(self, error: BaseException | None = None) -> None:
         self._file.close(error)

@@ -1,8 +1,8 @@
 """face-admin: see and manage the face database: who is enrolled, remove someone, the audit log.
 
-Thin by design: parse, call ``FaceStore``, render a table or JSON lines. It
-never creates a database (a mistyped ``--db`` is reported, not filled in) and
-loads no model, so it answers at once.
+Thin by design: parse, call ``FaceStore``, render a table or JSON lines. ``list``
+and ``audit`` only read; ``remove`` and ``unlock`` write. It never creates a database
+(a mistyped ``--db`` is reported, not filled in) and loads no model, so it answers at once.
 """
 
 from __future__ import annotations
@@ -84,16 +84,22 @@ Examples:
   face-admin list
   face-admin remove "Ada Lovelace"
   face-admin audit --since 1h
+  face-admin unlock
   face-admin --db door.db audit --since 2026-03-01 --json
 """
 
 
 @click.group(epilog=EPILOG)
 @db_option
+@debug_option
 @click.pass_context
-def main(ctx: click.Context, db: Path | None) -> None:
+def main(ctx: click.Context, db: Path | None, debug: bool) -> None:
     """See and manage the face database of face-enroll and face-check."""
     ctx.obj = db
+    if debug:
+        # The subcommand's context is made after this callback and takes its defaults from
+        # here: --debug before the subcommand means the same as after it.
+        ctx.default_map = {name: {"debug": True} for name in main.commands}
 
 
 @main.command("list")
@@ -167,3 +173,19 @@ def show_audit(
         ]
         headers = ("TIME", "DECISION", "NAME", "DISTANCE", "THRESHOLD", "SOURCE", "REASON")
         click.echo(_table(headers, rows))
+
+
+@main.command("unlock")
+@db_option
+@debug_option
+@click.pass_context
+@user_errors
+def unlock(ctx: click.Context, db: Path | None, debug: bool) -> None:
+    """Lift the door's lock-out now: earlier denials no longer count towards one.
+
+    The lock-out is the door's, not a person's (a denied face is nobody enrolled), so it is
+    lifted for everyone.
+    """
+    with _open(ctx, db) as store:
+        store.unlock()
+        click.echo(f"unlocked {store.path}: earlier denials no longer count")

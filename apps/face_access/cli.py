@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from apps.face_access import decision
-from apps.face_access.access import DoorChecker, enrol, run_on_grant
+from apps.face_access.access import DoorChecker, add_faces, collect_faces, run_on_grant
 from apps.face_access.admin_cli import db_option
 from apps.face_access.store import FaceStore
 from shared.cli import (
@@ -48,9 +48,19 @@ camera_option = click.option(
 )
 
 
-def _shown(name: str, default, help_text: str):
-    """An option whose default is shown in --help."""
-    return click.option(name, default=default, show_default=True, help=help_text)
+def _shown(name: str, default, help_text: str, type: click.ParamType):
+    """An option whose default is shown in --help, its range checked when parsed.
+
+    A value out of range is a usage error (exit 2 naming the flag), never a denial (exit 1)
+    that a door script could not tell from a stranger at the door.
+    """
+    return click.option(name, default=default, show_default=True, help=help_text, type=type)
+
+
+_POSITIVE = click.IntRange(min=1)
+_SECONDS = click.FloatRange(min=0)
+# Distances between unit vectors lie in [0, 2].
+_DISTANCE = click.FloatRange(min=0, max=2)
 
 
 @functools.cache
@@ -81,45 +91,68 @@ def _camera_frames(source: str, max_frames: int | None):
 @click.argument("name")
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @camera_option
-@_shown("--frames", 5, "Faces to take from the camera.")
+@_shown("--frames", 5, "Faces to take from the camera.", _POSITIVE)
 @click.option("--largest", is_flag=True, help="Take the largest face of an image with several.")
 @click.option("--replace", is_flag=True, help="Forget NAME's earlier enrolment first.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Enrol even a photo that looks like someone else or unlike NAME's other photos.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @db_option
 @weights_option
 @detector_option
 @debug_option
 @user_errors
 def enroll_command(
-    name, images, camera, frames, largest, replace, db, weights, detector_model, debug
+    name,
+    images,
+    camera,
+    frames,
+    largest,
+    replace,
+    force,
+    as_json,
+    db,
+    weights,
+    detector_model,
+    debug,
 ):
-    """Enrol NAME from photos (each with exactly one usable face) or from a camera."""
+    """Enrol NAME from photos (each with exactly one usable face) or from a camera.
+
+    A photo nearer to another enrolled person than the door's threshold, or far from NAME's
+    other photos, refuses the enrolment (exit 2) unless --force is given.
+    """
     if bool(images) == bool(camera):
         raise InputError("give either image files or --camera, not both or neither")
+    # The database is opened once there is something to store: a failed enrolment leaves no
+    # new file behind. Its path is checked first, so a mistyped --db costs no model load.
+    FaceStore.check_location(db)
+    pipeline = _load_pipeline(weights, detector_model)
+    with contextlib.ExitStack() as stack:
+        if camera is not None:
+            # Each frame is judged once; at most 20 frames per face wanted.
+            offered = _camera_frames(camera, frames * 20)
+            stack.enter_context(contextlib.closing(offered))
+            sources = ((f"camera:{camera}#{i}", frame) for i, frame in enumerate(offered))
+        else:
+            sources = ((str(path), path) for path in images)
+        limit = frames if camera is not None else None
+        report = collect_faces(pipeline, name, sources, largest=largest, limit=limit)
     with FaceStore(db) as store:
-        pipeline = _load_pipeline(weights, detector_model)
-        with contextlib.ExitStack() as stack:
-            if camera is not None:
-                # Each frame is judged once, by enrol; at most 20 frames per face wanted.
-                offered = _camera_frames(camera, frames * 20)
-                stack.enter_context(contextlib.closing(offered))
-                sources = ((f"camera:{camera}#{i}", frame) for i, frame in enumerate(offered))
-            else:
-                sources = ((str(path), path) for path in images)
-            report = enrol(
-                store,
-                pipeline,
-                name,
-                sources,
-                largest=largest,
-                replace=replace,
-                limit=frames if camera is not None else None,
-            )
+        # The door's threshold: the one stored by face-eval --db, else the default.
+        threshold = store.threshold(pipeline.model_id) or decision.DEFAULT_THRESHOLD
+        add_faces(store, pipeline, report, replace=replace, force=force, threshold=threshold)
     if camera is not None and report.rejected:
         click.echo(f"skipped {len(report.rejected)} frame(s) without a usable face", err=True)
     else:
         for reason in report.rejected:
             click.echo(f"rejected: {reason}", err=True)
-    click.echo(f"enrolled {report.name}: {len(report.enrolled)} face(s)")
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        click.echo(f"enrolled {report.name}: {len(report.enrolled)} face(s)")
 
 
 @click.command(
@@ -131,23 +164,50 @@ def enroll_command(
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per decision.")
 @click.option(
     "--threshold",
-    type=float,
+    type=_DISTANCE,
     default=None,
     help="Largest distance granted. [default: the database's own threshold, set by "
     f"face-eval --recommend-threshold --db, else {decision.DEFAULT_THRESHOLD}]",
 )
 @_shown(
-    "--margin", decision.DEFAULT_MARGIN, "How much nearer than the second person the best must be."
+    "--margin",
+    decision.DEFAULT_MARGIN,
+    "How much nearer than the second person the best must be.",
+    _DISTANCE,
 )
-@_shown("--consecutive", decision.DEFAULT_CONSECUTIVE_FRAMES, "Camera: frames in a row to match.")
-@click.option("--on-grant", default=None, metavar="CMD", help="Run CMD on a grant (FACE_NAME set).")
-@click.option("--max-frames", type=int, default=None, help="Camera: stop after this many frames.")
 @_shown(
-    "--max-denials", decision.DEFAULT_MAX_DENIALS, "Denials within --window that lock (0: never)."
+    "--consecutive",
+    decision.DEFAULT_CONSECUTIVE_FRAMES,
+    "Camera: frames in a row to match.",
+    _POSITIVE,
 )
-@_shown("--window", decision.DEFAULT_WINDOW_SECONDS, "Seconds over which denials are counted.")
+@click.option(
+    "--on-grant",
+    default=None,
+    metavar="CMD",
+    help="Run CMD on a grant (FACE_NAME set); its output goes to stderr, and if it fails "
+    "the exit code is 2.",
+)
+@click.option(
+    "--max-frames", type=_POSITIVE, default=None, help="Camera: stop after this many frames."
+)
 @_shown(
-    "--cooldown", decision.DEFAULT_COOLDOWN_SECONDS, "Seconds checks stay refused after a lock."
+    "--max-denials",
+    decision.DEFAULT_MAX_DENIALS,
+    "Denials within --window that lock (0: never).",
+    click.IntRange(min=0),
+)
+@_shown(
+    "--window",
+    decision.DEFAULT_WINDOW_SECONDS,
+    "Seconds over which denials are counted.",
+    click.FloatRange(min=0, min_open=True),
+)
+@_shown(
+    "--cooldown",
+    decision.DEFAULT_COOLDOWN_SECONDS,
+    "Seconds checks stay refused after a lock (face-admin unlock lifts it).",
+    _SECONDS,
 )
 @db_option
 @weights_option
@@ -171,7 +231,10 @@ def check_command(
     detector_model,
     debug,
 ):
-    """Grant (exit 0) or deny (exit 1) each face; exit 2 on a bad image or no face."""
+    """Grant (exit 0) or deny (exit 1) each face; exit 2 on a bad image or no face.
+
+    Of an image with several faces the largest is judged, and the result says so.
+    """
     if bool(images) == bool(camera):
         raise InputError("give either image files or --camera, not both or neither")
     # Never created here: checking against a mistyped --db is reported, not an empty door.
@@ -200,16 +263,32 @@ def check_command(
         else:
             results = (checker.check_image(str(path), path) for path in images)
         decisions = []
+        door_failed = False
         for result in results:
             decisions.append(result.decision)
             _show(result, as_json, prefix=len(images) > 1 or camera is not None)
             if result.decision == "granted" and on_grant:
-                run_on_grant(on_grant, result)
+                door_failed |= not _open_door(on_grant, result)
+    if door_failed:
+        sys.exit(EXIT_BAD_INPUT)  # the door did not open: misconfigured, not a denial
     if camera is not None:
         sys.exit(EXIT_OK if "granted" in decisions else EXIT_NEGATIVE)
     if "error" in decisions:
         sys.exit(EXIT_BAD_INPUT)
     sys.exit(EXIT_OK if set(decisions) == {"granted"} else EXIT_NEGATIVE)
+
+
+def _open_door(command: str, result) -> bool:
+    """Run --on-grant; its output goes to stderr, a failure is one line there. True if it ran."""
+    finished = run_on_grant(command, result)
+    if finished.stdout:
+        click.echo(finished.stdout, err=True, nl=not finished.stdout.endswith("\n"))
+    if finished.returncode != 0:
+        click.echo(
+            f"error: --on-grant command failed (exit {finished.returncode}) for {result.name}",
+            err=True,
+        )
+    return finished.returncode == 0
 
 
 def _show(result, as_json: bool, prefix: bool) -> None:

@@ -131,7 +131,7 @@ def align_photos(
                     raise InputError(f"{photo.path}: an aligned crop must be square")
                 chip = align_face(rgb, ARCFACE_112_TEMPLATE * rgb.shape[0] / 112)
             else:
-                _, chip = pipeline.usable_chip(
+                _, chip, _ = pipeline.usable_chip(
                     rgb, photo.path, largest=several == "largest", central=several == "central"
                 )
         except InputError as err:

@@ -65,10 +65,11 @@ def _most_central(faces: list[Face], rgb: np.ndarray) -> Face:
 
 @dataclass(frozen=True)
 class FaceVector:
-    """A detected face and its unit embedding."""
+    """A detected face and its unit embedding; ``faces_found`` > 1 when it was the largest."""
 
     face: Face
     vector: np.ndarray
+    faces_found: int = 1
 
 
 class FacePipeline:
@@ -101,8 +102,8 @@ class FacePipeline:
 
     def usable_chip(
         self, rgb: np.ndarray, source: str | Path, *, largest: bool = False, central: bool = False
-    ) -> tuple[Face, np.ndarray]:
-        """``usable_face`` and its aligned chip, on which sharpness is judged.
+    ) -> tuple[Face, np.ndarray, int]:
+        """``usable_face``, its aligned chip (on which sharpness is judged) and the face count.
 
         ``central`` takes the face nearest the image centre when there are several (how
         LFW's photos mark the labelled person); ``largest`` the largest.
@@ -127,9 +128,9 @@ class FacePipeline:
                 f"{source}: face too blurred (sharpness {score:.1f}, at least "
                 f"{self.min_sharpness:g} needed)"
             )
-        return face, chip
+        return face, chip, len(faces)
 
     def face_vector(self, rgb: np.ndarray, source: str | Path, *, largest: bool = False):
         """``usable_face`` and its embedding, as a ``FaceVector``."""
-        face, chip = self.usable_chip(rgb, source, largest=largest)
-        return FaceVector(face, self.embedder.embed(chip[None])[0])
+        face, chip, found = self.usable_chip(rgb, source, largest=largest)
+        return FaceVector(face, self.embedder.embed(chip[None])[0], found)

@@ -58,6 +58,12 @@ MAX_NAME_LENGTH = 200
 # file can be copied between computers.
 _VECTOR_DTYPE = np.dtype("<f4")
 
+# When ``face-admin unlock`` lifted a lock-out: denials before the latest unlock no longer
+# count. A table of its own because the audit table's CHECK admits only check decisions.
+# Databases made before it get the table from their first unlock (an addition that older
+# versions of the program ignore, so the schema version stays).
+_UNLOCKS_TABLE = "CREATE TABLE IF NOT EXISTS unlocks (id INTEGER PRIMARY KEY, time TEXT NOT NULL)"
+
 _SCHEMA = f"""
 CREATE TABLE people (
     id INTEGER PRIMARY KEY,
@@ -90,6 +96,7 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_by_time ON audit(time);
 CREATE INDEX audit_by_decision_time ON audit(decision, time);
+{_UNLOCKS_TABLE};
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 
@@ -151,8 +158,10 @@ class FaceStore:
     ``path=None`` means ``default_db_path()``, whose folder is created (mode
     0700) if needed. An explicit path's folder must exist, so a mistyped
     ``--db`` is reported rather than silently creating folders. With
-    ``create=False`` a missing file is an error (the admin command uses this:
-    listing a database that does not exist should not create one).
+    ``create=False`` a missing file is an error, and so is an existing file that
+    holds no face database yet (an empty file, a mistyped ``--db photo.jpg``): it is
+    never turned into one. ``face-check`` and ``face-admin`` open so: reading a
+    database that does not exist must not create one.
     ``timeout`` is how long a write waits for another process's transaction.
     """
 
@@ -174,29 +183,38 @@ class FaceStore:
             self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         try:
             with self._errors():
-                self._prepare()
+                self._prepare(create)
         except BaseException:
             self._db.close()
             raise
 
     # --- opening -----------------------------------------------------------------
 
+    @staticmethod
+    def check_location(path: str | os.PathLike[str] | None) -> None:
+        """InputError if a database could not be opened or created at ``path`` (None: the
+        default, whose folder is made when needed); nothing is created."""
+        if path is None:
+            return
+        path = Path(path)
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder, not a face database file")
+        if not path.exists() and not path.parent.is_dir():
+            raise InputError(f"{path}: cannot create the database, folder does not exist")
+
     def _create_file(self, create: bool) -> None:
         """Create an empty file with mode 0600 if there is none (SQLite fills it in)."""
-        if self.path.is_dir():
-            raise InputError(f"{self.path}: is a folder, not a face database file")
+        if not create and not self.path.exists():
+            raise InputError(f"{self.path}: no face database here (enrol someone with face-enroll)")
+        self.check_location(self.path)
         if self.path.exists():
             return
-        if not create:
-            raise InputError(f"{self.path}: no face database here (enrol someone with face-enroll)")
-        if not self.path.parent.is_dir():
-            raise InputError(f"{self.path}: cannot create the database, folder does not exist")
         # O_CREAT without O_EXCL: a second process creating the same file at the same
         # moment simply opens the empty file too.
         os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
 
-    def _prepare(self) -> None:
-        """Check the schema version; lay down the schema in a new file.
+    def _prepare(self, create: bool) -> None:
+        """Check the schema version; lay down the schema in a new file if ``create``.
 
         An existing database needs no write to open, so a door can start
         checking while someone else holds the write lock.
@@ -207,6 +225,8 @@ class FaceStore:
         self._check_version(version)
         if version:
             return
+        if not create:
+            raise InputError(f"{self.path}: not a face database (enrol someone with face-enroll)")
         self._db.execute("PRAGMA journal_mode = WAL")  # stored in the file from now on
         with self._transaction():
             # Checked again under the write lock: another process may have created it.
@@ -507,12 +527,28 @@ class FaceStore:
         """
         now = now or _utc_now()
         start = now - timedelta(seconds=window_seconds)
+        unlocked = self.last_unlock()
+        if unlocked is not None and unlocked > start:
+            start = unlocked
         rows = self._rows(
             "SELECT time FROM audit WHERE decision = 'denied' AND time > ? AND time <= ?"
             " ORDER BY time",
             (_timestamp(start), _timestamp(now)),
         )
         return [datetime.fromisoformat(time) for (time,) in rows]
+
+    def unlock(self, at: datetime | None = None) -> None:
+        """Lift any lock-out: denials up to now (or ``at``) no longer count towards one."""
+        with self._errors(), self._transaction() as db:
+            db.execute(_UNLOCKS_TABLE)
+            db.execute("INSERT INTO unlocks (time) VALUES (?)", (_timestamp(at or _utc_now()),))
+
+    def last_unlock(self) -> datetime | None:
+        """When the lock-out was last lifted by ``unlock``, or None."""
+        if not self._rows("SELECT 1 FROM sqlite_schema WHERE name = 'unlocks'"):
+            return None  # a database from before unlocking existed, never unlocked
+        (time,) = self._rows("SELECT max(time) FROM unlocks")[0]
+        return None if time is None else datetime.fromisoformat(time)
 
 
 def clean_name(name: str) -> str:

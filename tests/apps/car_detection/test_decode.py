@@ -18,25 +18,56 @@ def row(cx, cy, w, h, objectness, *class_scores):
     return [cx, cy, w, h, objectness, *class_scores]
 
 
-def test_select_detections_thresholds_suppresses_per_class_and_maps_to_pixels():
-    rows = np.array(
-        [
-            row(0.5, 0.5, 0.2, 0.4, 0.9, 0.80, 0.10, 0.00),  # car, kept
-            row(0.51, 0.5, 0.2, 0.4, 0.9, 0.70, 0.60, 0.00),  # car hidden by row 0; truck kept
-            row(0.1, 0.1, 0.1, 0.1, 0.3, 0.20, 0.00, 0.00),  # under conf
-            row(0.95, 0.9, 0.2, 0.4, 0.9, 0.00, 0.00, 0.50),  # third class, clipped at the edge
-        ],
-        dtype=np.float32,
-    )
-    found = select_detections(rows, (200, 100), conf=0.25, iou=0.45)
+ROWS = np.array(
+    [
+        row(0.5, 0.5, 0.2, 0.4, 0.9, 0.80, 0.10, 0.00),  # car
+        row(0.51, 0.5, 0.2, 0.4, 0.9, 0.70, 0.60, 0.00),  # car (hidden by row 0) and truck?
+        row(0.1, 0.1, 0.1, 0.1, 0.3, 0.20, 0.00, 0.00),  # under conf
+        row(0.95, 0.9, 0.2, 0.4, 0.9, 0.00, 0.00, 0.50),  # third class, clipped at the edge
+    ],
+    dtype=np.float32,
+)
+
+
+def test_multi_label_thresholds_suppresses_per_class_and_maps_to_pixels():
+    found = select_detections(ROWS, (200, 100), conf=0.25, iou=0.45, multi_label=True)
     assert found.class_ids.tolist() == [0, 1, 2]
     np.testing.assert_allclose(found.scores, [0.8, 0.6, 0.5])
     np.testing.assert_allclose(found.boxes[0], [80, 30, 120, 70], atol=1e-4)
     np.testing.assert_allclose(found.boxes[1], [82, 30, 122, 70], atol=1e-4)
     np.testing.assert_allclose(found.boxes[2], [170, 70, 200, 100], atol=1e-4)
-    only_trucks = select_detections(rows, (200, 100), conf=0.25, iou=0.45, classes=[1])
+    only_trucks = select_detections(ROWS, (200, 100), 0.25, 0.45, classes=[1], multi_label=True)
     assert only_trucks.class_ids.tolist() == [1] and len(only_trucks) == 1
-    assert len(select_detections(rows, (200, 100), 0.25, 0.45, max_det=2)) == 2
+    assert len(select_detections(ROWS, (200, 100), 0.25, 0.45, max_det=2, multi_label=True)) == 2
+
+
+def test_by_default_one_box_gets_one_label_its_best_class():
+    """The issue's "car 0.35" + "truck 0.25" on one box: by default only the car remains."""
+    same_box = np.array([row(0.5, 0.5, 0.2, 0.4, 0.9, 0.35, 0.25, 0.0)], dtype=np.float32)
+    found = select_detections(same_box, (200, 100), conf=0.2, iou=0.45)
+    assert found.class_ids.tolist() == [0]
+    np.testing.assert_allclose(found.scores, [0.35])
+    both = select_detections(same_box, (200, 100), conf=0.2, iou=0.45, multi_label=True)
+    assert both.class_ids.tolist() == [0, 1]
+
+    found = select_detections(ROWS, (200, 100), conf=0.25, iou=0.45)
+    assert found.class_ids.tolist() == [0, 2]  # row 1's best class is car, under row 0
+    # A row whose best class is not asked for is dropped, not relabelled as its runner-up.
+    assert len(select_detections(same_box, (200, 100), 0.2, 0.45, classes=[1])) == 0
+
+
+def test_by_default_no_two_detections_share_a_box(weights_dir: Path, test_images):
+    """On real frames: one label per box by default, where Darknet's rule gives two."""
+    model, _ = yolo_fastest(weights_dir, "yolo-fastest-1.1-xl")
+    frames = [cv2.imread(str(path))[:, :, ::-1] for path in test_images]
+    single = detect(model, frames, conf=0.1)
+    multi = detect(model, frames, conf=0.1, multi_label=True)
+
+    def boxes(found) -> list[tuple[float, ...]]:
+        return [tuple(box) for image in found for box in image.boxes.round(1).tolist()]
+
+    assert len(set(boxes(single))) == len(boxes(single))
+    assert len(set(boxes(multi))) < len(boxes(multi)), "the frames should hold a doubled box"
 
 
 def test_preprocess_equals_opencv_blob(test_images):
@@ -48,7 +79,8 @@ def test_preprocess_equals_opencv_blob(test_images):
 
 
 def opencv_detections(net, bgr: np.ndarray, size: tuple[int, int], conf: float, iou: float):
-    """The usual OpenCV pipeline: forward, (row, class) pairs over conf, NMSBoxesBatched."""
+    """The usual OpenCV pipeline with Darknet's multi-label rule: forward, (row, class) pairs
+    over conf, NMSBoxesBatched."""
     rows = np.concatenate(opencv_forward(net, bgr_blob([bgr], *size)))
     picked, classes = np.nonzero(rows[:, 5:] > conf)
     scores = rows[picked, 5 + classes]
@@ -92,7 +124,7 @@ def yolo_fastest(weights_dir: Path, name: str):
 def test_final_detections_equal_the_opencv_pipeline(name, weights_dir: Path, test_images):
     model, net = yolo_fastest(weights_dir, name)
     frames = [cv2.imread(str(path))[:, :, ::-1] for path in test_images]
-    found = detect(model, frames, conf=CONF, iou=IOU)
+    found = detect(model, frames, conf=CONF, iou=IOU, multi_label=True)
     for frame, ours in zip(frames, found, strict=True):
         assert_same_detections(ours, frame, net)
     # The dashcam frame (test_images[1]) holds cars that both find.
@@ -108,7 +140,8 @@ def test_detections_equal_opencv_on_every_dashcam_frame(weights_dir: Path, data_
     frames_with_cars = 0
     for start in range(0, len(paths), 8):
         frames = [cv2.imread(str(path))[:, :, ::-1] for path in paths[start : start + 8]]
-        for frame, ours in zip(frames, detect(model, frames, CONF, IOU), strict=True):
+        found = detect(model, frames, CONF, IOU, multi_label=True)
+        for frame, ours in zip(frames, found, strict=True):
             assert_same_detections(ours, frame, net)
             frames_with_cars += bool((ours.class_ids == 2).any())
     assert frames_with_cars >= 100

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from apps.face_access.admin_cli import main
 from apps.face_access.store import FaceStore
+from shared.errors import InputError
 
 MODEL = "dlib-resnet-v1"
 
@@ -78,6 +79,34 @@ def test_a_missing_database_is_reported_not_created(tmp_path):
     assert result.exit_code == 2
     assert "no face database here" in result.stderr and len(result.stderr.splitlines()) == 1
     assert not missing.exists()
+
+
+@pytest.mark.parametrize("command", ["list", "audit"])
+def test_read_only_commands_never_turn_a_file_into_a_database(tmp_path, command):
+    photo = tmp_path / "empty.jpg"
+    photo.write_bytes(b"")
+    result = run("--db", str(photo), command)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {photo}: not a face database")
+    assert photo.read_bytes() == b"" and sorted(tmp_path.iterdir()) == [photo]
+
+
+def test_debug_on_the_group_shows_the_traceback(tmp_path):
+    result = run("--debug", "--db", str(tmp_path / "typo.db"), "list")
+    assert isinstance(result.exception, InputError)  # raised, not turned into one line
+    assert result.stderr == ""
+
+
+def test_unlock_lifts_the_lockout(db):
+    now = datetime.now(UTC)
+    with FaceStore(db) as store:
+        for seconds in (3, 2, 1):
+            store.log_check("door.jpg", "denied", at=now - timedelta(seconds=seconds))
+    result = run("--db", str(db), "unlock")
+    assert result.exit_code == 0
+    assert result.stdout == f"unlocked {db}: earlier denials no longer count\n"
+    with FaceStore(db) as store:
+        assert store.recent_denials(60) == []
 
 
 def test_a_corrupt_database_is_one_line_and_debug_shows_the_traceback(tmp_path):

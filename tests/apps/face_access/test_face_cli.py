@@ -81,7 +81,8 @@ def test_unusable_images_are_rejected_with_reasons(run, att, tmp_path):
     assert result.exit_code == 0 and "enrolled s1: 1 face(s)" in result.stdout
     assert f"rejected: {pair}: 2 faces found" in result.stderr
     assert f"rejected: {tmp_path / 'absent.jpg'}: no such file" in result.stderr
-    assert run(enroll_command, "s1", "--largest", pair).stdout == "enrolled s1: 1 face(s)\n"
+    # The larger face of the pair is s5's: it enrols s5 (added to s1 it would be refused).
+    assert run(enroll_command, "s5", "--largest", pair).stdout == "enrolled s5: 1 face(s)\n"
 
     nothing = run(enroll_command, "s7", tmp_path / "absent.jpg")
     assert nothing.exit_code == 2 and nothing.stderr.count("\n") == 1
@@ -123,8 +124,9 @@ def test_repeated_denials_lock_the_door_and_are_audited(run, att):
         "REFUSED",
         "REFUSED",
     ]
-    # Even the enrolled person (last) waits out the cooldown.
-    assert re.search(r"REFUSED \(locked after 2 denials; retry in \d+ s\)$", lines[3])
+    # The denial that locks says for how long; even the enrolled person (last) waits it out.
+    assert lines[1].endswith("; door locked for 600 s (face-admin unlock lifts it)")
+    assert re.search(r"REFUSED \(locked after 2 denials; retry in \d+ s or lift it", lines[3])
     assert result.exit_code == 1
     audit = run(face_admin, "audit", "--json").stdout.splitlines()
     assert [json.loads(line)["decision"] for line in audit] == [
@@ -134,6 +136,10 @@ def test_repeated_denials_lock_the_door_and_are_audited(run, att):
         "refused",
     ]
 
+    unlocked = run(face_admin, "unlock")
+    assert unlocked.exit_code == 0 and unlocked.stdout.startswith(f"unlocked {run.db}")
+    assert run(check_command, att("s1", 2)).exit_code == 0
+
 
 def test_other_models_embeddings_are_not_compared(run, att):
     run(enroll_command, "s1", att("s1", 1))
@@ -142,6 +148,90 @@ def test_other_models_embeddings_are_not_compared(run, att):
     result = run(check_command, att("s1", 2))
     assert result.exit_code == 1 and result.stdout == "DENIED (nobody enrolled)\n"
     assert result.stderr == "note: enrolled with another model, re-enrol: s1\n"
+
+
+def test_a_failed_enrolment_creates_no_database(run, tmp_path):
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((100, 100, 3), 200, np.uint8))
+    result = run(enroll_command, "s7", blank)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert not run.db.exists()
+
+
+def test_enrolment_refuses_a_photo_of_someone_else_unless_forced(run, att):
+    assert run(enroll_command, "s1", att("s1", 1), att("s1", 2)).exit_code == 0
+    assert run(enroll_command, "s5", att("s5", 1)).exit_code == 0
+    # Another enrolled person's photo: it would open the door as them.
+    taken = run(enroll_command, "s1", att("s5", 3))
+    assert taken.exit_code == 2 and taken.stderr.count("\n") == 1
+    assert taken.stderr.startswith(f"error: {att('s5', 3)}: looks like s5 (distance 0.")
+    assert taken.stderr.endswith("nothing enrolled (--force to enrol anyway)\n")
+    # A stranger's photo: far from all of s1's photos.
+    stranger = run(enroll_command, "s1", att("s9", 1))
+    assert stranger.exit_code == 2
+    assert stranger.stderr.startswith(f"error: {att('s9', 1)}: unlike s1's other photos")
+    # Within one command too: the photos of a new person must look alike.
+    mixed = run(enroll_command, "s9", att("s9", 1), att("s1", 5))
+    assert mixed.exit_code == 2 and "unlike s9's other photos" in mixed.stderr
+    assert "(and 1 more)" in mixed.stderr  # s1's photo: it looks like s1
+    people = {json.loads(line)["name"]: json.loads(line)["count"]
+              for line in run(face_admin, "list", "--json").stdout.splitlines()}  # fmt: skip
+    assert people == {"s1": 2, "s5": 1}  # nothing of the refused enrolments was stored
+
+    genuine = run(enroll_command, "s1", "--json", att("s1", 3))
+    assert genuine.exit_code == 0
+    assert json.loads(genuine.stdout) == {
+        "name": "s1",
+        "enrolled": [str(att("s1", 3))],
+        "rejected": [],
+        "embeddings": 3,
+    }
+    forced = run(enroll_command, "s1", "--force", att("s9", 1))
+    assert forced.exit_code == 0 and forced.stdout == "enrolled s1: 1 face(s)\n"
+
+
+def test_check_says_it_took_the_largest_of_several_faces(run, att, tmp_path):
+    run(enroll_command, "s5", att("s5", 1))
+    pair = tmp_path / "pair.png"
+    both = np.concatenate([cv2.imread(str(att("s1", 1))), cv2.imread(str(att("s5", 2)))], axis=1)
+    cv2.imwrite(str(pair), both)
+    text = run(check_command, pair)
+    assert text.exit_code == 0
+    assert re.fullmatch(r"GRANTED s5 \(distance 0\.\d+, the largest of 2 faces\)\n", text.stdout)
+    record = json.loads(run(check_command, "--json", pair).stdout)
+    assert record["faces"] == 2 and record["locked_for"] == 0
+
+
+def test_a_failing_door_command_is_reported_and_kept_out_of_json(run, att):
+    run(enroll_command, "s1", att("s1", 1))
+    command = "echo relay-noise; echo relay-error >&2; exit 3"
+    result = run(check_command, "--json", "--on-grant", command, att("s1", 2))
+    assert result.exit_code == 2  # the door did not open: not a grant, not a denial
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["decision"] == "granted"
+    assert result.stderr == (
+        "relay-noise\nrelay-error\nerror: --on-grant command failed (exit 3) for s1\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "flag"),
+    [
+        (check_command, ["--max-denials", "-1"], "--max-denials"),
+        (check_command, ["--window", "0"], "--window"),
+        (check_command, ["--consecutive", "0"], "--consecutive"),
+        (check_command, ["--cooldown", "-5"], "--cooldown"),
+        (check_command, ["--threshold", "-0.1"], "--threshold"),
+        (check_command, ["--margin", "3"], "--margin"),
+        (check_command, ["--max-frames", "0"], "--max-frames"),
+        (enroll_command, ["ada", "--frames", "0"], "--frames"),
+    ],
+)
+def test_numeric_options_out_of_range_are_usage_errors(tmp_path, command, args, flag):
+    """Misconfiguration exits 2 naming the flag, never 1 (a denial), before any model loads."""
+    result = CliRunner().invoke(command, [*args, "--db", str(tmp_path / "x.db"), "img.jpg"])
+    assert result.exit_code == 2
+    assert f"Invalid value for '{flag}'" in result.stderr
 
 
 def test_camera_mode_needs_consecutive_matches_and_runs_the_door_command(run, att, tmp_path):

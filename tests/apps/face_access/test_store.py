@@ -335,3 +335,28 @@ def test_a_lockout_holds_across_separate_connections(tmp_path):
     with FaceStore(tmp_path / "faces.db") as next_check:
         denials = next_check.recent_denials(lockout.lookback_s, now=now)
     assert lockout.refused_until(denials, now) == NOON + timedelta(seconds=140)
+
+
+def test_unlock_forgets_earlier_denials_also_in_a_database_made_before_unlocks(tmp_path):
+    path = tmp_path / "faces.db"
+    with FaceStore(path) as store:
+        for seconds in (0, 10, 20):
+            store.log_check("cam:0", "denied", at=NOON + timedelta(seconds=seconds))
+    with sqlite3.connect(path) as db:  # as a database of the first schema 1 has it
+        db.execute("DROP TABLE unlocks")
+    now = NOON + timedelta(seconds=30)
+    with FaceStore(path) as store:
+        assert store.last_unlock() is None and len(store.recent_denials(60, now=now)) == 3
+        store.unlock(at=NOON + timedelta(seconds=15))
+        assert store.recent_denials(60, now=now) == [NOON + timedelta(seconds=20)]
+        assert store.last_unlock() == NOON + timedelta(seconds=15)
+        assert [entry.decision for entry in store.audit()] == ["denied"] * 3  # the log keeps all
+
+
+def test_opening_without_create_never_makes_a_file_into_a_database(tmp_path):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError) as excinfo:
+        FaceStore(empty, create=False)
+    assert "not a face database" in one_line_error(excinfo, empty)
+    assert empty.read_bytes() == b"" and sorted(tmp_path.iterdir()) == [empty]
