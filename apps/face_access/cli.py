@@ -63,15 +63,37 @@ _SECONDS = click.FloatRange(min=0)
 _DISTANCE = click.FloatRange(min=0, max=2)
 
 
+model_option = click.option(
+    "--model",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A face embedder trained by face-train (.keras) [default: dlib's face ResNet]. "
+    "Its embeddings are stored under its own model id, never compared with another model's.",
+)
+
+
 @functools.cache
-def _load_pipeline(weights: Path | None, detector_model: Path | None):
-    """Load the models once per process (commands called from Python reuse them)."""
+def _load_pipeline(weights: Path | None, detector_model: Path | None, model: Path | None = None):
+    """Load the models once per process (commands called from Python reuse them).
+
+    The one place an embedder is chosen: ``model`` (a ``face-train`` file) or dlib's
+    ResNet (``weights``: its ``.dat``).
+    """
     quiet_tensorflow()
     from apps.face_access.detection import FaceDetector
-    from apps.face_access.embedding import FaceEmbedder
     from apps.face_access.pipeline import FacePipeline
 
-    return FacePipeline(FaceDetector(detector_model), FaceEmbedder(weights or "dlib"))
+    if model is not None:
+        if weights is not None:
+            raise InputError("give --model or --weights, not both")
+        from apps.face_access.face_model import TrainedEmbedder
+
+        embedder = TrainedEmbedder(model)
+    else:
+        from apps.face_access.embedding import FaceEmbedder
+
+        embedder = FaceEmbedder(weights or "dlib")
+    return FacePipeline(FaceDetector(detector_model), embedder)
 
 
 def _camera_frames(source: str, max_frames: int | None):
@@ -101,6 +123,7 @@ def _camera_frames(source: str, max_frames: int | None):
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @db_option
+@model_option
 @weights_option
 @detector_option
 @debug_option
@@ -115,6 +138,7 @@ def enroll_command(
     force,
     as_json,
     db,
+    model,
     weights,
     detector_model,
     debug,
@@ -129,7 +153,7 @@ def enroll_command(
     # The database is opened once there is something to store: a failed enrolment leaves no
     # new file behind. Its path is checked first, so a mistyped --db costs no model load.
     FaceStore.check_location(db)
-    pipeline = _load_pipeline(weights, detector_model)
+    pipeline = _load_pipeline(weights, detector_model, model)
     with contextlib.ExitStack() as stack:
         if camera is not None:
             # Each frame is judged once; at most 20 frames per face wanted.
@@ -210,6 +234,7 @@ def enroll_command(
     _SECONDS,
 )
 @db_option
+@model_option
 @weights_option
 @detector_option
 @debug_option
@@ -227,6 +252,7 @@ def check_command(
     window,
     cooldown,
     db,
+    model,
     weights,
     detector_model,
     debug,
@@ -239,7 +265,7 @@ def check_command(
         raise InputError("give either image files or --camera, not both or neither")
     # Never created here: checking against a mistyped --db is reported, not an empty door.
     with FaceStore(db, create=False) as store:
-        pipeline = _load_pipeline(weights, detector_model)
+        pipeline = _load_pipeline(weights, detector_model, model)
         if threshold is None:
             threshold = store.threshold(pipeline.model_id) or decision.DEFAULT_THRESHOLD
         checker = DoorChecker(

@@ -14,25 +14,25 @@ import click
 import numpy as np
 
 from apps.face_access import decision
-from apps.face_access.cli import detector_option, weights_option
+from apps.face_access.cli import detector_option, model_option, weights_option
 from shared.cli import debug_option, progress, quiet_tensorflow, user_errors
 from shared.errors import InputError
 
 
-def _pipeline(weights: Path | None, detector_model: Path | None):
-    """The embedder every face command uses (the single place ``--model`` plugs in)."""
+def _pipeline(weights: Path | None, detector_model: Path | None, model: Path | None = None):
+    """The pipeline every face command uses (``cli._load_pipeline``: where ``--model`` plugs in)."""
     quiet_tensorflow()
     from apps.face_access.cli import _load_pipeline
 
-    return _load_pipeline(weights, detector_model)
+    return _load_pipeline(weights, detector_model, model)
 
 
-def _faceset(dataset: Path, roles, aligned: bool, several: str, weights, detector_model):
+def _faceset(dataset: Path, roles, aligned: bool, several: str, models: tuple):
     from apps.face_access import facesets
 
     if dataset.suffix == ".npz":
         return facesets.FaceSet.load(dataset)
-    pipeline = _pipeline(weights, detector_model)
+    pipeline = _pipeline(*models)
     people = facesets.list_people(dataset, roles)
     photos = facesets.list_photos(dataset, people)
     if not photos:
@@ -47,12 +47,12 @@ def _faceset(dataset: Path, roles, aligned: bool, several: str, weights, detecto
     return facesets.embed_chips(chips, pipeline.embedder, pipeline.model_id)
 
 
-def _pairs_file_report(path: Path, images: Path | None, several, weights, detector_model, folds):
+def _pairs_file_report(path: Path, images: Path | None, several, models: tuple, folds):
     """Figures of an LFW-style pairs file: the pairs as given, folds in file order."""
     from apps.face_access import facesets, verification
 
     pairs = facesets.read_pairs_file(path, images)
-    pipeline = _pipeline(weights, detector_model)
+    pipeline = _pipeline(*models)
     unique = sorted(set(pairs.first) | set(pairs.second))
     photos = [facesets.Photo(photo, photo.parent.name) for photo in unique]
     chips = facesets.align_photos(photos, pipeline, several=several)
@@ -153,6 +153,7 @@ several_option = click.option(
     "--save-embeddings", "Keep the embeddings (.npz): give it as DATASET to re-evaluate at once."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@model_option
 @weights_option
 @detector_option
 @debug_option
@@ -177,6 +178,7 @@ def main(
     roc,
     save_embeddings,
     as_json: bool,
+    model,
     weights,
     detector_model,
     debug,
@@ -196,6 +198,7 @@ def main(
         raise InputError(f"--far must lie between 0 and 1, got {far}")
     if db is not None and not recommend_threshold:
         raise InputError("--db stores the recommended threshold: give --recommend-threshold")
+    models = (weights, detector_model, model)
     name = dataset.stem if dataset.is_file() else dataset.name
     report_path = report or Path(f"{name}_face-eval.json")
     roc_path = roc or Path(f"{name}_roc.png")
@@ -206,16 +209,14 @@ def main(
     try:
         if dataset.is_file() and dataset.suffix != ".npz":
             result, (genuine, impostor) = _pairs_file_report(
-                dataset, images, several, weights, detector_model, folds
+                dataset, images, several, models, folds
             )
             if recommend_threshold:
                 result["recommendation"] = verification.recommend_threshold(
                     genuine, impostor, far
                 ).to_dict()
         else:
-            faceset = _faceset(
-                dataset, roles_list(roles), aligned, several, weights, detector_model
-            )
+            faceset = _faceset(dataset, roles_list(roles), aligned, several, models)
             if save_embeddings is not None:
                 faceset.save(save_embeddings)
             strangers = None

@@ -16,7 +16,10 @@ from click.testing import CliRunner
 from keras import layers
 
 from apps.face_access import facesets
+from apps.face_access.cli import check_command, enroll_command
+from apps.face_access.eval_cli import main as face_eval
 from apps.face_access.face_model import FaceEmbeddingTask, TrainedEmbedder, new_model_id
+from apps.face_access.store import FaceStore
 from apps.face_access.train_cli import main as face_train
 from apps.face_access.training import STATE_FILE, pk_batches, train
 
@@ -77,7 +80,7 @@ class StopAt(keras.callbacks.Callback):
         self.current_epoch = epoch
 
 
-def test_training_lowers_the_loss_and_logs_the_tags(att_chips, tmp_path):
+def test_training_lowers_the_loss_and_logs_the_tags(att_chips, tmp_path, yunet_onnx, dlib_dat):
     train_chips, val_chips = att_chips
     report = train(
         train_chips,
@@ -122,6 +125,29 @@ def test_training_lowers_the_loss_and_logs_the_tags(att_chips, tmp_path):
     assert embedder.model_id == report.model_id and embedder.model_id.startswith("face-train/")
     vectors = embedder.embed(val_chips.chips[:3])
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, rtol=1e-5)
+
+    # The commands take it as --model PATH; its embeddings are kept apart from dlib's.
+    db, photos = tmp_path / "door.db", [str(p.path) for p in val_chips.photos]
+    trained = ["--model", str(tmp_path / "model.keras"), "--detector-model", str(yunet_onnx)]
+    enrolled = CliRunner().invoke(enroll_command, ["s7", *photos[:2], "--db", str(db), *trained])
+    assert enrolled.exit_code == 0, enrolled.output
+    with FaceStore(db) as store:
+        assert store.people()[0].model_ids == (report.model_id,)
+    dlib = ["--db", str(db), "--weights", str(dlib_dat), "--detector-model", str(yunet_onnx)]
+    checked = CliRunner().invoke(check_command, [photos[3], *dlib])
+    assert checked.exit_code == 1 and "enrolled with another model, re-enrol: s7" in checked.stderr
+    folder = tmp_path / "people"
+    for person in ("s7", "s8"):
+        (folder / person).mkdir(parents=True)
+        for photo in [p.path for p in val_chips.photos if p.person == person][:4]:
+            (folder / person / photo.name).symlink_to(photo)
+    out = ["--report", str(tmp_path / "r.json"), "--roc", str(tmp_path / "r.png")]
+    evaluated = CliRunner().invoke(
+        face_eval, [str(folder), "--json", "--folds", "2", "--enrol", "1", *trained, *out]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    figures = json.loads(evaluated.stdout)
+    assert figures["model_id"] == report.model_id and figures["pairs"]["genuine_pairs"] == 12
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resume_continues(att_chips, tmp_path):
