@@ -27,22 +27,20 @@ def _pipeline(weights: Path | None, detector_model: Path | None, model: Path | N
     return _load_pipeline(weights, detector_model, model)
 
 
-def _faceset(dataset: Path, roles, aligned: bool, several: str, models: tuple):
+def _faceset(dataset: Path, roles, aligned: bool, several: str, models: tuple, cache):
     from apps.face_access import facesets
 
     if dataset.suffix == ".npz":
         return facesets.FaceSet.load(dataset)
     pipeline = _pipeline(*models)
-    people = facesets.list_people(dataset, roles)
-    photos = facesets.list_photos(dataset, people)
-    if not photos:
-        raise InputError(f"{dataset}: no images in the person folders")
-    chips = facesets.align_photos(
-        photos,
-        pipeline,
+    chips = facesets.cached_chips(
+        dataset,
+        lambda: pipeline,
+        roles=roles,
         aligned=aligned,
         several=several,
-        progress=lambda items: progress(items, total=len(photos), desc="faces", unit="photo"),
+        cache=cache,
+        progress=lambda items: progress(items, desc="faces", unit="photo"),
     )
     return facesets.embed_chips(chips, pipeline.embedder, pipeline.model_id)
 
@@ -149,6 +147,12 @@ several_option = click.option(
 @_output_file("--db", "With --recommend-threshold: store it as this face database's threshold.")
 @_output_file("--report", "JSON report [default: DATASET-NAME_face-eval.json here].")
 @_output_file("--roc", "ROC plot [default: DATASET-NAME_roc.png here].")
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder keeping the aligned chips (shared with face-train), so photos are read once.",
+)
 @_output_file(
     "--save-embeddings", "Keep the embeddings (.npz): give it as DATASET to re-evaluate at once."
 )
@@ -176,6 +180,7 @@ def main(
     db,
     report,
     roc,
+    cache,
     save_embeddings,
     as_json: bool,
     model,
@@ -216,7 +221,7 @@ def main(
                     genuine, impostor, far
                 ).to_dict()
         else:
-            faceset = _faceset(dataset, roles_list(roles), aligned, several, models)
+            faceset = _faceset(dataset, roles_list(roles), aligned, several, models, cache)
             if save_embeddings is not None:
                 faceset.save(save_embeddings)
             strangers = None

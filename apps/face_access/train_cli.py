@@ -226,6 +226,7 @@ def main(
         augment=not no_augment,
         seed=seed,
         weights=weights or "dlib",
+        verbose=1 if sys.stderr.isatty() else 2,  # piped: one line per epoch
     )
     if as_json:
         click.echo(json.dumps(report.to_dict()))

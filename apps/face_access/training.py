@@ -303,6 +303,7 @@ def train(
     weights="dlib",
     task_factory=None,
     extra_callbacks=(),
+    verbose: int = 0,
 ) -> TrainReport:
     """Fit a ``FaceEmbeddingTask`` on ``train_chips`` (``facesets.Chips``), validate on
     ``val_chips``; the best epoch by validation TAR@``far`` is saved to ``output``.
@@ -310,7 +311,7 @@ def train(
     ``task_factory``: a function returning a ``FaceEmbeddingTask`` around another backbone
     (called inside the distribution scope, then compiled here) instead of
     ``build_task(backbone, ...)``.
-    ``extra_callbacks``: more Keras callbacks.
+    ``extra_callbacks``: more Keras callbacks. ``verbose``: Keras's progress output.
     """
     from apps.face_access.face_model import build_task
     from shared.tensorboard import tensorboard_callback
@@ -369,7 +370,7 @@ def train(
             initial_epoch=initial_epoch,
             steps_per_epoch=steps,
             callbacks=callbacks,
-            verbose=0,
+            verbose=verbose,
         )
         history = {k: [float(v) for v in values] for k, values in fitted.history.items()}
     except KeyboardInterrupt:
