@@ -30,6 +30,16 @@ debug_option = click.option(
 )
 
 
+def checked_option(name: str, default: Any, type: click.ParamType, help: str | None = None):
+    """An option with its default shown in --help and its value checked when parsed.
+
+    ``type`` is a range (``click.IntRange``, ``click.FloatRange``) or a choice: a bad value
+    is then a usage error naming the flag (exit 2) before any work starts, never a
+    ValueError deep inside that would exit 1, the code of a negative answer.
+    """
+    return click.option(name, type=type, default=default, show_default=True, help=help)
+
+
 def quiet_tensorflow() -> None:
     """Import TensorFlow with its C++ start-up chatter kept off the terminal.
 

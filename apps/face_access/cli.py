@@ -22,6 +22,7 @@ from shared.cli import (
     EXIT_BAD_INPUT,
     EXIT_NEGATIVE,
     EXIT_OK,
+    checked_option,
     debug_option,
     quiet_tensorflow,
     user_errors,
@@ -46,15 +47,6 @@ camera_option = click.option(
     metavar="SOURCE",
     help="Camera index (0), video file or stream URL instead of image files.",
 )
-
-
-def _shown(name: str, default, help_text: str, type: click.ParamType):
-    """An option whose default is shown in --help, its range checked when parsed.
-
-    A value out of range is a usage error (exit 2 naming the flag), never a denial (exit 1)
-    that a door script could not tell from a stranger at the door.
-    """
-    return click.option(name, default=default, show_default=True, help=help_text, type=type)
 
 
 _POSITIVE = click.IntRange(min=1)
@@ -113,7 +105,7 @@ def _camera_frames(source: str, max_frames: int | None):
 @click.argument("name")
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @camera_option
-@_shown("--frames", 5, "Faces to take from the camera.", _POSITIVE)
+@checked_option("--frames", 5, _POSITIVE, "Faces to take from the camera.")
 @click.option("--largest", is_flag=True, help="Take the largest face of an image with several.")
 @click.option("--replace", is_flag=True, help="Forget NAME's earlier enrolment first.")
 @click.option(
@@ -186,6 +178,7 @@ def enroll_command(
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @camera_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per decision.")
+<<<<<<< HEAD
 @click.option(
     "--threshold",
     type=_DISTANCE,
@@ -194,16 +187,20 @@ def enroll_command(
     f"face-eval --recommend-threshold --db, else {decision.DEFAULT_THRESHOLD}]",
 )
 @_shown(
+=======
+@checked_option("--threshold", decision.DEFAULT_THRESHOLD, _DISTANCE, "Largest distance granted.")
+@checked_option(
+>>>>>>> main
     "--margin",
     decision.DEFAULT_MARGIN,
-    "How much nearer than the second person the best must be.",
     _DISTANCE,
+    "How much nearer than the second person the best must be.",
 )
-@_shown(
+@checked_option(
     "--consecutive",
     decision.DEFAULT_CONSECUTIVE_FRAMES,
-    "Camera: frames in a row to match.",
     _POSITIVE,
+    "Camera: frames in a row to match.",
 )
 @click.option(
     "--on-grant",
@@ -215,23 +212,23 @@ def enroll_command(
 @click.option(
     "--max-frames", type=_POSITIVE, default=None, help="Camera: stop after this many frames."
 )
-@_shown(
+@checked_option(
     "--max-denials",
     decision.DEFAULT_MAX_DENIALS,
-    "Denials within --window that lock (0: never).",
     click.IntRange(min=0),
+    "Denials within --window that lock (0: never).",
 )
-@_shown(
+@checked_option(
     "--window",
     decision.DEFAULT_WINDOW_SECONDS,
-    "Seconds over which denials are counted.",
     click.FloatRange(min=0, min_open=True),
+    "Seconds over which denials are counted.",
 )
-@_shown(
+@checked_option(
     "--cooldown",
     decision.DEFAULT_COOLDOWN_SECONDS,
-    "Seconds checks stay refused after a lock (face-admin unlock lifts it).",
     _SECONDS,
+    "Seconds checks stay refused after a lock (face-admin unlock lifts it).",
 )
 @db_option
 @model_option

@@ -10,7 +10,18 @@ import json
 
 import click
 
-from shared.cli import debug_option, progress, quiet_tensorflow, user_errors
+from apps.style_transfer.settings import (
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    INITS,
+    MAX_SIDE,
+    MODELS,
+    OPTIMIZERS,
+    PRECISIONS,
+    LossWeights,
+    TransferSettings,
+)
+from shared.cli import checked_option, debug_option, progress, quiet_tensorflow, user_errors
 from shared.errors import InputError
 
 EXAMPLE = """\b
@@ -35,37 +46,45 @@ def _names(value: str | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(part.strip() for part in value.split(",") if part)
 
 
+# Every choice and default comes from settings.py, which the library uses too.
+DEFAULTS = TransferSettings()
+_NOT_NEGATIVE = click.FloatRange(min=0)
+_POSITIVE = click.FloatRange(min=0, min_open=True)
+
+
 @click.command(epilog=EXAMPLE)
 @click.argument("content", type=click.Path(dir_okay=False, path_type=str))
 @click.argument("styles", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
 @click.option("-o", "--output", help="Result file [default: <content>_stylized.<ext> beside it].")
-@click.option(
+@checked_option(
     "--size",
-    default=384,
-    show_default=True,
-    help="Longest side of the result in pixels (0: the content's own; at most 1024).",
+    DEFAULTS.size,
+    click.IntRange(min=0),
+    f"Longest side of the result in pixels (0: the content's own; at most {MAX_SIDE}).",
 )
-@click.option("--iterations", default=300, show_default=True, help="Iterations at every scale.")
-@click.option("--content-weight", default=1.0, show_default=True)
-@click.option(
+@checked_option(
+    "--iterations", DEFAULTS.iterations, click.IntRange(min=1), "Iterations at every scale."
+)
+@checked_option("--content-weight", DEFAULTS.weights.content, _NOT_NEGATIVE)
+@checked_option(
     "--style-weight",
-    default=100.0,
-    show_default=True,
-    help="Lower (10) keeps more of the content; higher paints over it.",
+    DEFAULTS.weights.style,
+    _NOT_NEGATIVE,
+    "Lower (10) keeps more of the content; higher paints over it.",
 )
-@click.option(
+@checked_option(
     "--tv-weight",
-    default=0.01,
-    show_default=True,
-    help="Total variation: higher smooths away speckle.",
+    DEFAULTS.weights.tv,
+    _NOT_NEGATIVE,
+    "Total variation: higher smooths away speckle.",
 )
 @click.option("--content-layer", help="Layer the content is read from [default: per network].")
 @click.option("--style-layers", help="Comma-separated layers the style is read from.")
-@click.option(
+@checked_option(
     "--style-scale",
-    default=1.0,
-    show_default=True,
-    help="Style image size relative to the content's; smaller gives larger strokes.",
+    DEFAULTS.style_scale,
+    _POSITIVE,
+    "Style image size relative to the content's; smaller gives larger strokes.",
 )
 @click.option("--style-blend", help="Weights of several style images, e.g. 0.7,0.3.")
 @click.option(
@@ -73,51 +92,43 @@ def _names(value: str | None) -> tuple[str, ...] | None:
     is_flag=True,
     help="Transfer the style's luminance only and keep the content's colours.",
 )
-@click.option(
+@checked_option(
     "--scales",
-    default=1,
-    show_default=True,
-    help="Coarse-to-fine: start at size/2^(scales-1) and double up to --size.",
+    DEFAULTS.scales,
+    click.IntRange(min=1),
+    "Coarse-to-fine: start at size/2^(scales-1) and double up to --size.",
 )
-@click.option(
+@checked_option(
     "--save-every",
-    default=0,
-    show_default=True,
-    help="Also write <output>_<iteration> every N iterations.",
+    0,
+    click.IntRange(min=0),
+    "Also write <output>_<iteration> every N iterations (0: never).",
 )
 @click.option(
     "--logdir",
     type=click.Path(file_okay=False, path_type=str),
     help="TensorBoard folder: loss parts and the image as it forms.",
 )
-@click.option(
+@checked_option(
     "--model",
-    type=click.Choice(["auto", "vgg19", "squeezenet"]),
-    default="auto",
-    show_default=True,
-    help="auto: VGG-19 when its weights can be had, else SqueezeNet.",
+    DEFAULT_MODEL,
+    click.Choice(MODELS),
+    "auto: VGG-19 when its weights can be had, else SqueezeNet.",
 )
-@click.option(
+@checked_option(
     "--precision",
-    type=click.Choice(["float32", "bfloat16"]),
-    default="float32",
-    show_default=True,
-    help="The network's arithmetic; bfloat16 runs VGG-19 several times faster on CPUs with AMX.",
+    DEFAULT_PRECISION,
+    click.Choice(PRECISIONS),
+    "The network's arithmetic; bfloat16 runs VGG-19 several times faster on CPUs with AMX.",
 )
-@click.option(
-    "--optimizer", type=click.Choice(["lbfgs", "adam"]), default="lbfgs", show_default=True
+@checked_option("--optimizer", DEFAULTS.optimizer, click.Choice(OPTIMIZERS))
+@checked_option(
+    "--learning-rate", DEFAULTS.learning_rate, _POSITIVE, "Adam's step in pixel levels (0-255)."
 )
-@click.option(
-    "--learning-rate", default=4.0, show_default=True, help="Adam's step in pixel levels (0-255)."
+@checked_option(
+    "--init", DEFAULTS.init, click.Choice(INITS), "The image the optimisation starts from."
 )
-@click.option(
-    "--init",
-    type=click.Choice(["content", "noise", "style"]),
-    default="content",
-    show_default=True,
-    help="The image the optimisation starts from.",
-)
-@click.option("--seed", default=0, show_default=True, help="Seed of the noise start.")
+@checked_option("--seed", DEFAULTS.seed, click.IntRange(min=0), "Seed of the noise start.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @debug_option
 @user_errors
@@ -149,7 +160,6 @@ def main(
 ):
     """Paint CONTENT in the manner of STYLES (Gatys et al. neural style transfer)."""
     quiet_tensorflow()
-    from apps.style_transfer.optimize import LossWeights, TransferSettings
     from apps.style_transfer.transfer import stylize
 
     settings = TransferSettings(
@@ -195,8 +205,8 @@ def main(
     if as_json:
         click.echo(json.dumps(result.as_dict()))
         return
-    height, width = result.size
-    precision = "" if result.precision == "float32" else f" {result.precision}"
+    width, height = result.size
+    precision = "" if result.precision == DEFAULT_PRECISION else f" {result.precision}"
     click.echo(
         f"wrote {result.output} ({width}x{height}, {result.model}{precision}, {result.scales} x "
         f"{result.iterations} {result.optimizer} iterations in {result.seconds:.1f} s)"

@@ -16,8 +16,11 @@ each is cut after the deepest layer used, so nothing beyond it is computed.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import socket
 import sys
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,27 +29,14 @@ import keras
 import tensorflow as tf
 
 from apps.style_transfer.optimize import Features
+from apps.style_transfer.settings import MODELS, PRECISIONS
 from shared.backbones import feature_extractor, preprocessing_for
 from shared.errors import InputError, WeightsError
-from shared.weights import resolve_file
+from shared.weights import locate_file
 
 VGG19_NOTOP_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG19_URL = f"https://storage.googleapis.com/tensorflow/keras-applications/vgg19/{VGG19_NOTOP_FILE}"
 VGG19_MD5 = "253f8cb515780f3b799900260a226db6"  # as keras.applications.vgg19 checks it
-
-MODELS = ("auto", "vgg19", "squeezenet")
-
-# The feature network's arithmetic. float32 is the default and the reference; bfloat16 is an
-# explicit opt-in for CPUs with bfloat16 matrix units (AMX, AVX512-BF16), where oneDNN runs the
-# convolutions several times faster. Measured on this project's 2-core AMX machine, VGG-19
-# loss and gradient at 512x512, both in one process: 0.39 s in bfloat16 against 1.62 s in
-# float32, the gradient's cosine to float32's 0.96. On SqueezeNet (1x1 convolutions, small
-# channel counts) the casts eat the gain. Results look alike: tubingen + starry_night, 384 px,
-# 100 iterations, SqueezeNet: final loss 3.35 (bfloat16) and 3.39 (float32), the same strokes
-# and colours. Only the network runs in bfloat16 (weights stay float32, Keras's
-# "mixed_bfloat16"); its outputs are cast back, so the Gram matrices, costs and the optimiser
-# stay in float32.
-PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -80,35 +70,53 @@ def keras_cache_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "models"
 
 
-def vgg19_weights() -> Path:
-    """The VGG-19 no-top ImageNet weights: Keras cache, then our resolver, then Keras's download.
+def _offline_reason(url: str) -> str | None:
+    """Why ``url`` cannot be fetched from here (its host's name does not resolve), or None.
 
-    The resolver looks in ``$CONVNET_APPS_WEIGHTS_DIR`` (by file name) and our cache. The
+    Asked before Keras's download, which would announce itself ("Downloading data from ...")
+    and then fail: offline, the one line a user sees is the fallback notice.
+    """
+    host = urllib.parse.urlsplit(url).hostname or url
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as error:  # socket.gaierror: no network or no name server
+        return f"{host} cannot be resolved, offline? ({error.strerror or error})"
+    return None
+
+
+def vgg19_weights() -> Path:
+    """The VGG-19 no-top ImageNet weights: local copies first, then Keras's download.
+
+    Local places, in order: the Keras cache, then our resolver (``$CONVNET_APPS_WEIGHTS_DIR``
+    by file name, packages, our cache), which never downloads this uncatalogued file. The
     download is Keras's own (into its cache, checked against Keras's MD5), so a file fetched
-    once serves ``keras.applications`` too.
+    once serves ``keras.applications`` too; it is not attempted when the host is unreachable.
     """
     cached = keras_cache_dir() / VGG19_NOTOP_FILE
     if cached.is_file():
         return cached
-    try:
-        return resolve_file("vgg19", VGG19_NOTOP_FILE)
-    except WeightsError:
-        pass
-    try:
-        # Keras announces its download on stdout, where --json output goes.
-        with contextlib.redirect_stdout(sys.stderr):
-            downloaded = keras.utils.get_file(
-                VGG19_NOTOP_FILE, VGG19_URL, cache_subdir="models", file_hash=VGG19_MD5
-            )
-        return Path(downloaded)
-    except Exception as error:  # Keras raises a bare Exception for a failed fetch
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise WeightsError(
-            f"weights file {VGG19_NOTOP_FILE} (VGG-19) not found and the download failed "
-            f"({reason}). Provide it in one of three ways: place it in {keras_cache_dir()}, "
-            f"set CONVNET_APPS_WEIGHTS_DIR to a folder containing it, or download it from "
-            f"{VGG19_URL} on a connected machine"
-        ) from error
+    local = locate_file("vgg19", VGG19_NOTOP_FILE)
+    if local is not None:
+        return local
+    reason = _offline_reason(VGG19_URL)
+    if reason is None:
+        try:
+            # Keras announces its download and draws a progress bar on stdout, where --json
+            # output goes: on a terminal it is shown on stderr, piped it is dropped.
+            shown = sys.stderr if sys.stderr.isatty() else io.StringIO()
+            with contextlib.redirect_stdout(shown):
+                downloaded = keras.utils.get_file(
+                    VGG19_NOTOP_FILE, VGG19_URL, cache_subdir="models", file_hash=VGG19_MD5
+                )
+            return Path(downloaded)
+        except Exception as error:  # Keras raises a bare Exception for a failed fetch
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    raise WeightsError(
+        f"weights file {VGG19_NOTOP_FILE} (VGG-19) not found and the download failed "
+        f"({reason}). Provide it in one of three ways: place it in {keras_cache_dir()}, "
+        f"set CONVNET_APPS_WEIGHTS_DIR to a folder containing it, or download it from "
+        f"{VGG19_URL} on a connected machine"
+    )
 
 
 def _weights_for(network: Network) -> str | Path:

@@ -29,6 +29,7 @@ import scipy.optimize
 import tensorflow as tf
 
 from apps.style_transfer import losses
+from apps.style_transfer.settings import INITS, OPTIMIZERS, LossWeights, TransferSettings
 from shared.errors import InputError
 
 # The image is (1, H, W, 3) float32 RGB in [0, 255]; the features are the content layer's
@@ -37,8 +38,6 @@ Features = Callable[[tf.Tensor], Sequence[tf.Tensor]]
 
 PIXEL_MAX = 255.0
 MIN_SIDE = 32  # below this the deepest layers (1/16 resolution) have no spatial extent left
-INITS = ("content", "noise", "style")
-OPTIMIZERS = ("lbfgs", "adam")
 
 # Correction pairs L-BFGS-B keeps. SciPy's own work per iteration grows faster than linearly
 # with it and is not small: on tubingen + starry_night at 384x288 with SqueezeNet (60
@@ -50,15 +49,6 @@ OPTIMIZERS = ("lbfgs", "adam")
 LBFGS_HISTORY = 5
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPSILON = 1e-8
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """How much each relative cost counts in the total."""
-
-    content: float = 1.0
-    style: float = 100.0
-    tv: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -244,30 +234,6 @@ def minimize_adam(
         if on_iteration is not None:
             on_iteration(step, parts, image)
     return image
-
-
-@dataclass(frozen=True)
-class TransferSettings:
-    """Everything that shapes a result besides the network and the images.
-
-    ``size`` is the longest side of the result; ``iterations`` are spent at every scale;
-    ``scales`` > 1 starts at size / 2^(scales − 1) and doubles up to ``size``, each scale
-    starting from the previous result enlarged. ``style_scale`` sets the style image's longest
-    side relative to the content's (smaller → larger strokes). ``learning_rate`` is Adam's, in
-    pixel units.
-    """
-
-    size: int = 384
-    iterations: int = 300
-    weights: LossWeights = LossWeights()
-    style_scale: float = 1.0
-    style_blend: tuple[float, ...] | None = None
-    preserve_colors: bool = False
-    scales: int = 1
-    optimizer: str = "lbfgs"
-    init: str = "content"
-    seed: int = 0
-    learning_rate: float = 4.0
 
 
 def check_settings(settings: TransferSettings, style_count: int) -> None:

@@ -19,18 +19,25 @@ from apps.style_transfer import features as feature_networks
 from apps.style_transfer.optimize import (
     MIN_SIDE,
     IterationReport,
-    TransferSettings,
     check_settings,
     scale_sizes,
     stylize_image,
 )
-from shared.errors import InputError
+from apps.style_transfer.settings import (
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    MAX_SIDE,
+    TransferSettings,
+)
+from shared.cli import EXIT_INTERRUPTED
+from shared.errors import InputError, UserError
 from shared.images import read_image, write_image
 
-# The longest side a CPU handles in reasonable time: one VGG-19 iteration at 1024x1024 is
-# about four times the ~3 s (float32; well under 1 s with --precision bfloat16 on AMX) of
-# 512x512 on two cores. Larger requests are scaled down with a notice.
-MAX_SIDE = 1024
+
+class Interrupted(UserError):
+    """Ctrl-C during the optimisation; the best image so far was saved (the message says where)."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 @dataclass
@@ -44,7 +51,7 @@ class StylizeResult:
     precision: str
     content_layer: str
     style_layers: list[str]
-    size: list[int]  # [height, width] of the result
+    size: list[int]  # [width, height] of the result, as the text says 128x96
     scales: int
     iterations: int  # per scale
     optimizer: str
@@ -135,8 +142,8 @@ def stylize(
     output: str | Path | None = None,
     settings: TransferSettings | None = None,
     *,
-    model: str = "auto",
-    precision: str = "float32",
+    model: str = DEFAULT_MODEL,
+    precision: str = DEFAULT_PRECISION,
     content_layer: str | None = None,
     style_layers: Sequence[str] | None = None,
     save_every: int = 0,
@@ -151,7 +158,8 @@ def stylize(
     (``features.PRECISIONS``; bfloat16 only when asked for); ``logdir`` records TensorBoard
     summaries.
     ``notice`` receives one-line messages (a network fallback, a size reduced); by default
-    they go to stderr, keeping stdout for results.
+    they go to stderr, keeping stdout for results. Ctrl-C during the optimisation writes the
+    best image so far to ``output`` and raises ``Interrupted``, whose message says where.
     """
     notice = notice or _to_stderr
     settings = settings or TransferSettings()
@@ -179,8 +187,14 @@ def stylize(
     snapshots: list[str] = []
     image_every = save_every or max(1, settings.iterations // 10)
     board = _TensorBoardLog(Path(logdir), image_every) if logdir else None
+    # Kept for Ctrl-C: the lowest loss at the finest scale reached (losses of different
+    # scales are not comparable, and a finer image is further along).
+    best: IterationReport | None = None
 
     def record(report: IterationReport) -> None:
+        nonlocal best
+        if best is None or report.scale > best.scale or report.parts.total < best.parts.total:
+            best = report
         history.append(
             {"scale": report.scale, "iteration": report.iteration, **report.parts.as_dict()}
         )
@@ -197,6 +211,10 @@ def stylize(
     started = time.perf_counter()
     try:
         result = stylize_image(features, content_image, style_images, settings, record)
+    except KeyboardInterrupt:
+        if best is None:
+            raise  # nothing computed yet: nothing to keep
+        _save_interrupted(output, best, history, settings)
     finally:
         if board is not None:
             board.close()
@@ -212,7 +230,7 @@ def stylize(
         precision=precision,
         content_layer=content_layer,
         style_layers=list(style_layers),
-        size=list(result.shape[:2]),
+        size=[result.shape[1], result.shape[0]],
         scales=settings.scales,
         iterations=settings.iterations,
         optimizer=settings.optimizer,
@@ -221,6 +239,21 @@ def stylize(
         last=_parts(finest[-1]),
         snapshots=snapshots,
         history=history,
+    )
+
+
+def _save_interrupted(
+    output: Path, best: IterationReport, history: list[dict[str, float]], settings: TransferSettings
+) -> None:
+    """Write the best image so far to ``output`` and raise ``Interrupted`` saying so."""
+    image = best.render()
+    write_image(output, image)
+    last = history[-1]
+    done = last["scale"] * settings.iterations + last["iteration"]
+    height, width = image.shape[:2]
+    raise Interrupted(
+        f"interrupted at iteration {done} of {settings.scales * settings.iterations}: "
+        f"the best image so far ({width}x{height}, loss {best.parts.total:.4g}) is in {output}"
     )
 
 

@@ -2,6 +2,7 @@
 
 import json
 import re
+import socket
 
 import cv2
 import keras
@@ -55,7 +56,7 @@ def test_end_to_end_with_squeezenet(offline_weights, style_images, tmp_path):
     assert report["output"] == str(output)
     image = cv2.imread(str(output))
     assert image.shape == (48, 64, 3)
-    assert report["size"] == [48, 64] and report["model"] == "squeezenet"
+    assert report["size"] == [64, 48] and report["model"] == "squeezenet"  # width, height
     assert report["precision"] == "float32"  # the default
     assert report["last"]["total"] < 0.8 * report["first"]["total"]
     assert [entry["iteration"] for entry in report["history"]] == list(range(7))
@@ -191,6 +192,74 @@ def test_auto_falls_back_to_squeezenet_when_vgg19_cannot_be_had(
         features.choose_network("vgg19", notices.append)
     with pytest.raises(InputError, match="--model"):
         features.choose_network("resnet", notices.append)
+
+
+def test_offline_auto_says_one_line_and_never_tries_the_download(
+    offline_weights, style_images, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+
+    def no_name_server(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(features.socket, "getaddrinfo", no_name_server)
+    monkeypatch.setattr(features.keras.utils, "get_file", pytest.fail)
+    content, style = style_images
+    args = [content, style, "--size", "64", "--iterations", "1", "-o", tmp_path / "out.png"]
+    result = CliRunner().invoke(main, [*map(str, args), "--json"])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert json.loads(result.stdout)["model"] == "squeezenet"
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("notice: VGG-19 weights (vgg19_weights_tf_dim_ordering_tf_kernels")
+    offline = re.escape("storage.googleapis.com cannot be resolved, offline")
+    with pytest.raises(WeightsError, match=offline):
+        features.vgg19_weights()
+
+
+def test_ctrl_c_saves_the_best_image_so_far_and_says_where(
+    offline_weights, style_images, tmp_path, monkeypatch
+):
+    optimise = transfer.stylize_image
+
+    def interrupted_after_three(features, content, styles, settings, on_iteration):
+        def report(progress):
+            on_iteration(progress)
+            if progress.iteration == 3:
+                raise KeyboardInterrupt
+
+        return optimise(features, content, styles, settings, report)
+
+    monkeypatch.setattr(transfer, "stylize_image", interrupted_after_three)
+    content, style = style_images
+    output = tmp_path / "partial.png"
+    args = [content, style, "--model", "squeezenet", "--size", "64", "--iterations", "6"]
+    result = CliRunner().invoke(main, [*map(str, args), "-o", str(output)])
+    assert result.exit_code == 130
+    assert re.fullmatch(
+        rf"error: interrupted at iteration 3 of 6: the best image so far \(64x48, loss "
+        rf"[0-9.]+\) is in {re.escape(str(output))}\n",
+        result.stderr,
+    )
+    assert cv2.imread(str(output)).shape == (48, 64, 3)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--iterations", "0"),
+        ("--scales", "0"),
+        ("--style-scale", "0"),
+        ("--learning-rate", "0"),
+        ("--tv-weight", "-1"),
+        ("--seed", "-1"),
+        ("--save-every", "-2"),
+        ("--size", "-5"),
+    ],
+)
+def test_numeric_options_out_of_range_name_the_flag(pictures, flag, value):
+    good, _, _ = pictures
+    code, lines = _run(good, good, flag, value)
+    assert code == 2 and f"Invalid value for '{flag}'" in lines[-1]
 
 
 def test_vgg19_weights_are_found_in_the_keras_cache_then_the_weights_folder(tmp_path, monkeypatch):
