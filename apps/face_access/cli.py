@@ -178,7 +178,6 @@ def enroll_command(
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @camera_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per decision.")
-<<<<<<< HEAD
 @click.option(
     "--threshold",
     type=_DISTANCE,
@@ -186,11 +185,7 @@ def enroll_command(
     help="Largest distance granted. [default: the database's own threshold, set by "
     f"face-eval --recommend-threshold --db, else {decision.DEFAULT_THRESHOLD}]",
 )
-@_shown(
-=======
-@checked_option("--threshold", decision.DEFAULT_THRESHOLD, _DISTANCE, "Largest distance granted.")
 @checked_option(
->>>>>>> main
     "--margin",
     decision.DEFAULT_MARGIN,
     _DISTANCE,
