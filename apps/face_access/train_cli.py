@@ -246,6 +246,11 @@ def main(
         )
         if report.best_epoch is not None:
             click.echo(f"best epoch {report.best_epoch} written to {output}")
+        if report.validation and not report.improved:
+            click.echo(
+                "warning: no epoch beat the starting model on validation; keep the old one",
+                err=True,
+            )
     if report.interrupted:
         click.echo("interrupted: checkpoint saved; continue with --resume", err=True)
         sys.exit(EXIT_INTERRUPTED)

@@ -268,8 +268,14 @@ class TrainReport:
     replicas: int = 1
     interrupted: bool = False
 
+    @property
+    def improved(self) -> bool:
+        """Whether the best epoch beat the starting model on validation TAR@FAR."""
+        best = max((row["tar_at_far"] for row in self.validation), default=-math.inf)
+        return best > self.initial_validation.get("tar_at_far", -math.inf)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "improved": self.improved}
 
 
 def _labels_of(people: list[str]) -> tuple[np.ndarray, list[str]]:

@@ -105,6 +105,8 @@ def test_training_lowers_the_loss_and_logs_the_tags(att_chips, tmp_path, yunet_o
     # (measured AUC 0.70 -> 0.90).
     assert len(report.validation) == 3
     assert report.validation[-1]["auc"] > report.initial_validation["auc"] + 0.05
+    best = max(row["tar_at_far"] for row in report.validation)
+    assert report.improved == (best > report.initial_validation["tar_at_far"])
 
     tags = _tags(tmp_path / "logs")
     for tag in (
