@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from apps.car_detection.darknet import DarknetModel, load_darknet
+from apps.car_detection.network import DetectorNetwork, load_network
 from shared.errors import InputError
 from shared.weights import resolve_model
 
@@ -83,13 +83,15 @@ def load_model_and_names(
     weights: Path | str | None = None,
     names: Path | str | None = None,
     size: int | None = None,
-) -> tuple[DarknetModel, list[str]]:
-    """The converted model and its class names, checked to agree in number.
+    runtime: str | None = None,
+) -> tuple[DetectorNetwork, list[str]]:
+    """The network ready for inference and its class names, checked to agree in number.
 
-    ``size`` replaces the cfg's square input size (a multiple of the network's stride).
+    ``size`` replaces the cfg's square input size (a multiple of the network's stride);
+    ``runtime`` is ``openvino`` or ``tensorflow`` (None: OpenVINO where it works).
     """
     cfg_path, weights_path = darknet_files(model, cfg, weights)
-    network = load_darknet(cfg_path, weights_path, input_size=(size, size) if size else None)
+    network = load_network(cfg_path, weights_path, size, runtime)
     labels = read_class_names(names)
     if len(labels) != network.classes:
         source = names or "the shipped COCO names"

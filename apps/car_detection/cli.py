@@ -12,8 +12,9 @@ from urllib.parse import urlparse
 import click
 
 from apps.car_detection.tracking import MIN_TRACK_FRAMES, CountLine, Tracking
-from shared.cli import EXIT_INTERRUPTED, debug_option, progress, quiet_tensorflow, user_errors
+from shared.cli import EXIT_INTERRUPTED, debug_option, progress, user_errors
 from shared.errors import InputError
+from shared.runtime import RUNTIMES
 
 EXAMPLE = """\b
 Examples:
@@ -85,6 +86,12 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     help="Keep every class over --conf for a box (Darknet's mAP rule; one object may then be "
     "counted as a car and a truck). Default: one label per box, its best class.",
 )
+@click.option(
+    "--runtime",
+    type=click.Choice(RUNTIMES),
+    default=None,
+    help="Inference runtime [default: openvino where it works, else tensorflow].",
+)
 @click.option("--batch", default=8, show_default=True, help="Frames per inference batch.")
 @click.option("--vid-stride", default=1, show_default=True, help="Infer every N-th frame.")
 @click.option("--output", "-o", type=click.Path(), help="Annotated video, image or folder.")
@@ -122,6 +129,7 @@ def main(
     max_det: int,
     classes: str,
     multi_label: bool,
+    runtime: str | None,
     batch: int,
     vid_stride: int,
     output: str | None,
@@ -152,13 +160,11 @@ def main(
         tracking = Tracking(line=line, min_frames=min_track_frames)
     if conf is None:
         conf = tracking.settings.low if tracking else DEFAULT_CONF
-    # The source first, before TensorFlow loads: a dead camera or stream fails at once.
+    # The source first, before the model loads: a dead camera or stream fails at once.
     opened = open_source(source, prefetch=2 * batch)
     sinks = []
     outputs: dict[str, str] = {}
     try:
-        if not debug:
-            quiet_tensorflow()
         from apps.car_detection.detector import load_detector
 
         detector = load_detector(
@@ -172,6 +178,7 @@ def main(
             max_det=max_det,
             classes=classes,
             multi_label=multi_label,
+            runtime=runtime,
         )
         annotated = None if no_draw else _annotated_output(output, opened.kind, opened.name)
         if annotated is not None:

@@ -34,6 +34,7 @@ import numpy as np
 from apps.car_detection.cfg import Section, read_cfg
 from apps.car_detection.layers import ChannelGroup, DarknetMaxPool, DarknetReorg, DetectionHead
 from shared.errors import InputError, WeightsError
+from shared.runtime import tensorflow_model
 
 # Darknet's CPU inference divides by sqrt(variance) + .000001f and OpenCV by
 # sqrt(variance + 1e-6); the two agree to float precision on real weights, and the second form
@@ -133,35 +134,29 @@ class DarknetModel:
     heads: list[dict] = field(default_factory=list)
 
     def predict_heads(self, images: np.ndarray) -> list[np.ndarray]:
-        """Run the network on a resized batch; always a list, one array per head.
+        """Run the network on a resized batch on TensorFlow; always a list, one array per head.
 
-        ``images`` is (B, height, width, channels): uint8 pixels, scaled by 1/255 inside the
-        graph (a quarter of the bytes to hand over, and the multiply runs on TensorFlow's
-        threads), or float32 already in 0..1.
+        ``images`` is (B, height, width, channels): uint8 pixels (through ``pixel_model``) or
+        float32 already in 0..1.
         """
         images = np.asarray(images)
-        outputs = self._compiled(images.dtype)(images)
-        outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
-        return [np.asarray(output) for output in outputs]
+        if images.dtype not in (np.uint8, np.float32):
+            raise ValueError(f"images must be uint8 pixels or float32 in 0..1, not {images.dtype}")
+        if images.dtype not in self._inference:
+            model = self.pixel_model() if images.dtype == np.uint8 else self.model
+            self._inference[images.dtype] = tensorflow_model(model, {})
+        return self._inference[images.dtype](images)
 
-    def _compiled(self, dtype: np.dtype) -> Callable:
-        """The model traced once per input dtype, for any batch size, by ``tf.function``.
+    def pixel_model(self) -> keras.Model:
+        """The network on uint8 pixels (B, height, width, channels), scaled by 1/255 inside.
 
-        Graph mode without XLA: XLA measured 5-14x slower on this kind of CPU.
+        What inference runs (``apps.car_detection.network``): a quarter of the bytes of float32
+        to hand over, and the multiply runs on the runtime's threads.
         """
-        if dtype not in (np.uint8, np.float32):
-            raise ValueError(f"images must be uint8 pixels or float32 in 0..1, not {dtype}")
-        if dtype not in self._inference:
-            import tensorflow as tf
-
-            scale = 1 / 255 if dtype == np.uint8 else 1.0
-
-            def run(images):
-                return self.model(tf.cast(images, tf.float32) * scale, training=False)
-
-            spec = tf.TensorSpec((None, self.height, self.width, None), tf.as_dtype(dtype))
-            self._inference[dtype] = tf.function(run, input_signature=[spec])
-        return self._inference[dtype]
+        channels = self.model.inputs[0].shape[-1]
+        pixels = keras.Input((self.height, self.width, channels), dtype="uint8", name="pixels")
+        scaled = keras.layers.Rescaling(1 / 255, name="scale")(pixels)
+        return keras.Model(pixels, self.model(scaled), name=f"{self.model.name}_pixels")
 
     _inference: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
 
-from apps.car_detection.darknet import DarknetModel
 from shared.boxes import clip_boxes, cxcywh_to_xyxy, nms
 
 # The thresholds every caller starts from (detect-cars, the Python API, the benchmark): Darknet's
@@ -24,6 +24,20 @@ from shared.boxes import clip_boxes, cxcywh_to_xyxy, nms
 DEFAULT_CONF = 0.25
 DEFAULT_IOU = 0.45
 DEFAULT_MAX_DET = 100
+
+
+class Network(Protocol):
+    """What detection needs of a network: its input size and its head rows for a uint8 batch.
+
+    ``darknet.DarknetModel`` (TensorFlow) and ``network.DetectorNetwork`` (either runtime) are
+    such networks.
+    """
+
+    width: int
+    height: int
+
+    def predict_heads(self, images: np.ndarray) -> list[np.ndarray]:
+        """(B, height, width, 3) uint8 -> one (B, rows, 5 + classes) array per head."""
 
 
 @dataclass(frozen=True)
@@ -46,8 +60,7 @@ def preprocess(frames: Sequence[np.ndarray], width: int, height: int) -> np.ndar
     """RGB uint8 frames -> uint8 batch (B, height, width, 3) at the network size.
 
     Darknet and Yolo-Fastest stretch the frame to the network size (no letterbox); bilinear
-    resizing matches ``cv2.dnn.blobFromImage``. The 1/255 scaling happens inside the model
-    call (``DarknetModel.predict_heads``).
+    resizing matches ``cv2.dnn.blobFromImage``. The 1/255 scaling happens inside the network.
     """
     batch = np.empty((len(frames), height, width, 3), dtype=np.uint8)
     for slot, frame in zip(batch, frames, strict=True):
@@ -99,7 +112,7 @@ def select_detections(
 
 
 def detect(
-    model: DarknetModel,
+    model: Network,
     frames: Sequence[np.ndarray],
     conf: float = DEFAULT_CONF,
     iou: float = DEFAULT_IOU,

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from apps.car_detection.catalogue import load_model_and_names, select_classes
-from apps.car_detection.darknet import DarknetModel
-from apps.car_detection.decode import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, detect
+from apps.car_detection.decode import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, Network, detect
 from apps.car_detection.results import Detection
 from shared.errors import InputError
 
@@ -26,7 +25,7 @@ class YoloDetector:
 
     def __init__(
         self,
-        network: DarknetModel,
+        network: Network,
         names: list[str],
         conf: float = DEFAULT_CONF,
         iou: float = DEFAULT_IOU,
@@ -80,9 +79,11 @@ def load_detector(
     max_det: int | None = DEFAULT_MAX_DET,
     classes: str = "vehicles",
     multi_label: bool = False,
+    runtime: str | None = None,
 ) -> YoloDetector:
-    """A detector from a catalogue model (default Yolo-Fastest-1.1-xl) or own cfg/weights."""
-    network, labels = load_model_and_names(model, cfg, weights, names, size)
+    """A detector from a catalogue model (default Yolo-Fastest-1.1-xl) or own cfg/weights,
+    on ``runtime`` (``openvino`` or ``tensorflow``; None: OpenVINO where it works)."""
+    network, labels = load_model_and_names(model, cfg, weights, names, size, runtime)
     return YoloDetector(
         network, labels, conf, iou, max_det, select_classes(classes, labels), multi_label
     )

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.car_detection.darknet import DarknetModel
-from apps.car_detection.decode import DEFAULT_IOU, DEFAULT_MAX_DET, detect
+from apps.car_detection.decode import DEFAULT_IOU, DEFAULT_MAX_DET, Network, detect
 from shared.boxes import cxcywh_to_xyxy, iou
 from shared.errors import InputError
 from shared.images import list_images, read_image
@@ -61,7 +60,7 @@ def _drop_unnamed(
 
 
 def evaluate_folder(
-    model: DarknetModel,
+    model: Network,
     folder: Path | str,
     class_map: Mapping[int, int],
     *,

@@ -45,7 +45,7 @@ def test_own_files_come_as_a_pair(tmp_path: Path):
 def test_catalogue_model_resolves_offline_and_names_must_agree(offline_weights, tmp_path: Path):
     cfg, weights = darknet_files()
     assert (cfg.name, weights.name) == ("yolo-fastest-1.1-xl.cfg", "yolo-fastest-1.1-xl.weights")
-    model, names = load_model_and_names("yolo-fastest-1.1", size=416)
+    model, names = load_model_and_names("yolo-fastest-1.1", size=416, runtime="tensorflow")
     assert (model.width, model.height, len(names)) == (416, 416, 80)
     three = tmp_path / "three.names"
     three.write_text("a\nb\nc\n")

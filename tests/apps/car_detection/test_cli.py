@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -102,6 +103,38 @@ def test_a_dashcam_video_gives_every_frame_and_finds_the_cars_opencv_finds(
     boxes = [tuple(d["box"]) for r in records for d in r["detections"]]
     assert len(set(boxes)) == len(boxes), "one box, one label"
     assert summary["most_at_once"]["car"]["count"] == max(ours)
+
+
+def test_tensorflow_and_a_machine_without_openvino_find_what_openvino_finds(
+    offline_weights: Path, dashcam_clip: Path, tmp_path: Path, monkeypatch
+):
+    """The default (OpenVINO, from the cache), ``--runtime tensorflow``, and a machine where
+    ``import openvino`` fails (one note, then TensorFlow): the same detections."""
+
+    def detections(*options: str) -> tuple[list, str]:
+        lines = tmp_path / "cars.jsonl"
+        code, _, stderr = run(
+            [str(dashcam_clip), "--no-draw", "--detections", str(lines), *options]
+        )
+        assert code == 0, stderr
+        found = [json.loads(line)["detections"] for line in lines.read_text().splitlines()]
+        return found, stderr
+
+    default, quiet = detections()
+    assert quiet == "" and sum(map(len, default)) > 0
+    tensorflow, _ = detections("--runtime", "tensorflow")
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    fallback, note = detections()
+    assert note.count("\n") == 1 and "OpenVINO is not installed" in note
+    assert "running on TensorFlow" in note
+    code, _, stderr = run([str(dashcam_clip), "--no-draw", "--runtime", "openvino"])
+    assert code == 2 and stderr.count("\n") == 1 and "OpenVINO is not installed" in stderr
+    for other in (tensorflow, fallback):
+        for ours, theirs in zip(default, other, strict=True):
+            assert [d["label"] for d in ours] == [d["label"] for d in theirs]
+            for a, b in zip(ours, theirs, strict=True):
+                assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+                assert a["box"] == pytest.approx(b["box"], abs=0.05)
 
 
 def test_track_gives_ids_in_the_csv_and_unique_counts_in_the_summary(

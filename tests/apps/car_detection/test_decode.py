@@ -12,6 +12,7 @@ from darknet_oracle import bgr_blob, opencv_forward, opencv_net
 from apps.car_detection.cfg import read_cfg
 from apps.car_detection.darknet import load_darknet
 from apps.car_detection.decode import detect, preprocess, select_detections
+from apps.car_detection.network import load_network
 
 
 def row(cx, cy, w, h, objectness, *class_scores):
@@ -132,9 +133,14 @@ def test_final_detections_equal_the_opencv_pipeline(name, weights_dir: Path, tes
 
 
 @pytest.mark.slow
-def test_detections_equal_opencv_on_every_dashcam_frame(weights_dir: Path, data_dir: Path):
-    """120 consecutive real frames, batched 8 at a time: the same objects in every frame."""
-    model, net = yolo_fastest(weights_dir, "yolo-fastest-1.1-xl")
+@pytest.mark.parametrize("runtime", ["openvino", "tensorflow"])
+def test_detections_equal_opencv_on_every_dashcam_frame(runtime, offline_weights, data_dir: Path):
+    """120 consecutive real frames, batched 8 at a time: the same objects in every frame, on
+    either runtime (OpenVINO reads the compiled model from the cache, as detect-cars does)."""
+    folder = offline_weights / "yolo-fastest"
+    cfg, weights = folder / "yolo-fastest-1.1-xl.cfg", folder / "yolo-fastest-1.1-xl.weights"
+    model, net = load_network(cfg, weights, runtime=runtime), opencv_net(read_cfg(cfg), weights)
+    assert model.runtime == runtime
     paths = sorted((data_dir / "cars/driveai/images").glob("0*.jpg"))
     assert len(paths) == 120
     frames_with_cars = 0

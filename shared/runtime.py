@@ -1,0 +1,209 @@
+"""Inference for Keras models: compiled by OpenVINO where it works, TensorFlow otherwise.
+
+``load_model(name, sources, variant, build)`` returns an ``InferenceModel``: call it on a NumPy
+batch and get the model's outputs as a list of NumPy arrays, whichever runtime runs it.
+``build()`` returns the Keras model (whose input takes exactly the arrays the caller will pass,
+e.g. uint8 pixels with the scaling inside) and a small dict of facts the caller needs about it
+(input size, classes); the facts come back as ``InferenceModel.metadata``.
+
+- ``openvino``: the Keras model is traced once by TensorFlow, converted to OpenVINO IR and saved
+  in the cache, ``<cache>/compiled/<name>-<key>/`` (``shared.weights.cache_dir``), written under
+  a temporary name and renamed. The key is a digest of the sha256 of every source file (weights,
+  cfg), the caller's ``variant`` (input size, converter version) and the OpenVINO version, so
+  other weights, another size or another OpenVINO never reuse an entry. A later run reads the IR
+  (OpenVINO's compiled-blob cache sits beside it) and never imports TensorFlow. A run that
+  builds the entry says so in one line (``notify``).
+- ``tensorflow``: the Keras model traced by ``tf.function`` (graph mode, any batch size).
+
+``runtime=None`` means OpenVINO where it is installed and accepts the model, TensorFlow
+otherwise, with one line saying why. Asking for ``"openvino"`` makes its failure an error.
+Float32 throughout: OpenVINO is told not to lower the precision (``INFERENCE_PRECISION_HINT``),
+so both runtimes give the same outputs to about 1e-6.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.errors import UserError, WeightsError
+from shared.weights import cache_dir, file_digest
+
+RUNTIMES = ("openvino", "tensorflow")
+MODEL_FILE = "model.xml"  # OpenVINO writes the weights beside it as model.bin
+METADATA_FILE = "metadata.json"
+OPENVINO_CONFIG = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+
+Build = Callable[[], tuple[Any, dict]]  # () -> (keras.Model, metadata)
+
+
+class RuntimeUnavailable(UserError):
+    """The runtime asked for cannot run this model here (not installed, or it refused it)."""
+
+
+def _stderr_line(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class InferenceModel:
+    """A model ready to run: ``model(batch)`` -> list of output arrays, in the Keras order."""
+
+    runtime: str
+    metadata: dict
+    run: Callable[[np.ndarray], list[np.ndarray]] = field(repr=False)
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.run(batch)
+
+
+def _cache_key(sources: Sequence[Path], variant: str, openvino_version: str) -> str:
+    parts = {
+        "sources": [file_digest(Path(source)) for source in sources],
+        "variant": variant,
+        "openvino": openvino_version,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def compiled_cache_folder(
+    name: str, sources: Sequence[Path], variant: str, openvino_version: str
+) -> Path:
+    """The cache entry of a model: IR, metadata and OpenVINO's blob cache."""
+    key = _cache_key(sources, variant, openvino_version)
+    return cache_dir() / "compiled" / f"{name}-{key}"
+
+
+def _tensorflow_function(model) -> Callable:
+    """The Keras model as a graph-mode function of a NumPy batch (any batch size).
+
+    Graph mode without XLA: XLA measured 5-14x slower on this kind of CPU.
+    """
+    import tensorflow as tf
+
+    (spec,) = model.inputs
+    signature = tf.TensorSpec((None, *spec.shape[1:]), tf.as_dtype(spec.dtype))
+    return tf.function(lambda batch: model(batch, training=False), input_signature=[signature])
+
+
+def tensorflow_model(model, metadata: dict) -> InferenceModel:
+    """Run a Keras model on TensorFlow, returning NumPy arrays like the OpenVINO runner."""
+    function = _tensorflow_function(model)
+
+    def run(batch: np.ndarray) -> list[np.ndarray]:
+        outputs = function(batch)
+        outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
+        return [np.asarray(output) for output in outputs]
+
+    return InferenceModel("tensorflow", metadata, run)
+
+
+def _compile(openvino, folder: Path) -> Callable[[np.ndarray], list[np.ndarray]]:
+    core = openvino.Core()
+    core.set_property({"CACHE_DIR": str(folder / "blobs")})
+    compiled = core.compile_model(str(folder / MODEL_FILE), "CPU", OPENVINO_CONFIG)
+    request = compiled.create_infer_request()
+
+    def run(batch: np.ndarray) -> list[np.ndarray]:
+        results = request.infer({0: batch})
+        return [np.array(results[output]) for output in compiled.outputs]
+
+    return run
+
+
+def _convert(openvino, model, metadata: dict, folder: Path) -> None:
+    """Trace, convert and save the IR and metadata into ``folder``, atomically."""
+    ir = openvino.convert_model(_tensorflow_function(model))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        openvino.save_model(ir, str(temporary / MODEL_FILE), compress_to_fp16=False)
+        (temporary / METADATA_FILE).write_text(json.dumps(metadata), "utf-8")
+        os.rename(temporary, folder)
+    except OSError:
+        shutil.rmtree(temporary, ignore_errors=True)
+        if not (folder / METADATA_FILE).is_file():  # not another process finishing first
+            raise
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
+def _build_keras(build: Build) -> tuple[Any, dict]:
+    from shared.cli import quiet_tensorflow
+
+    quiet_tensorflow()
+    return build()
+
+
+def _first_words(error: BaseException) -> str:
+    """OpenVINO's messages run over several lines of C++ locations; the last line says what."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:200]
+
+
+def _openvino_model(
+    name: str, sources: Sequence[Path], variant: str, build: Build, notify
+) -> tuple[InferenceModel | None, str, tuple[Any, dict] | None]:
+    """(the OpenVINO model or None, why not, the Keras model if it was built on the way).
+
+    Errors of ``build`` itself (a corrupt weights file) propagate; anything OpenVINO raises
+    while converting, saving or compiling means it cannot run the model here.
+    """
+    try:
+        import openvino
+    except ImportError as error:
+        return None, f"OpenVINO is not installed ({error})", None
+    folder = compiled_cache_folder(name, sources, variant, openvino.__version__)
+    built = None
+    if not (folder / METADATA_FILE).is_file():
+        built = _build_keras(build)
+        notify(f"note: compiling {name} for OpenVINO once; later runs reuse {folder}")
+    try:
+        if built is not None:
+            _convert(openvino, *built, folder)
+        metadata = json.loads((folder / METADATA_FILE).read_text("utf-8"))
+        run = _compile(openvino, folder)
+    except Exception as error:  # OpenVINO raises RuntimeError and its own Exception subclasses
+        return None, f"OpenVINO cannot run {name} ({_first_words(error)})", built
+    return InferenceModel("openvino", metadata, run), "", built
+
+
+def load_model(
+    name: str,
+    sources: Sequence[Path | str],
+    variant: str,
+    build: Build,
+    runtime: str | None = None,
+    notify: Callable[[str], None] = _stderr_line,
+) -> InferenceModel:
+    """The model ``build`` makes, ready for inference on ``runtime`` (see the module docstring).
+
+    ``name`` is readable (it names the cache folder); ``sources`` are the files the model is
+    built from and ``variant`` anything else that changes it (input size, converter version).
+    """
+    if runtime not in (None, *RUNTIMES):
+        raise UserError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    sources = [Path(source) for source in sources]
+    for source in sources:
+        if not source.is_file():
+            raise WeightsError(f"{source}: no such file to build {name} from")
+    built = None
+    if runtime != "tensorflow":
+        model, reason, built = _openvino_model(name, sources, variant, build, notify)
+        if model is not None:
+            return model
+        if runtime == "openvino":
+            raise RuntimeUnavailable(f"{reason}; use --runtime tensorflow")
+        notify(f"note: {reason}; running on TensorFlow")
+    return tensorflow_model(*(built or _build_keras(build)))
