@@ -236,3 +236,31 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     assert result.exit_code == 2 and "--recommend-threshold" in result.stderr
     result = runner.invoke(face_eval, [str(not_npz), "--far", "2"])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
+
+
+def test_aligned_crops_are_recut_onto_the_embedders_chip(tmp_path, data_dir, pipeline):
+    """An ArcFace 112x112 crop made from a photo's own landmarks, read with --aligned, gives
+    nearly the chip the detector path cuts from the photo (two resamplings apart)."""
+    from apps.face_access.alignment import similarity_transform
+    from apps.face_access.facesets import ARCFACE_112_TEMPLATE, Photo, align_photos
+    from shared.images import read_image, write_image
+
+    photo = data_dir / "faces" / "lfw_deepfunneled" / "Ai_Sugiyama" / "Ai_Sugiyama_0001.jpg"
+    rgb = read_image(photo)
+    face, chip, _ = pipeline.usable_chip(rgb, photo, central=True)
+    to_crop = similarity_transform(face.landmarks, ARCFACE_112_TEMPLATE)
+    crop = cv2.warpAffine(rgb, to_crop, (112, 112), flags=cv2.INTER_LINEAR)
+    (tmp_path / "ai").mkdir()
+    write_image(tmp_path / "ai" / "crop.png", crop)
+    recut = align_photos([Photo(tmp_path / "ai" / "crop.png", "ai")], pipeline, aligned=True)
+    assert not recut.skipped and recut.chips.shape == (1, 150, 150, 3)
+    # Compare the inner face (the crop holds less background than the 150 chip).
+    inner = (slice(40, 115), slice(35, 115))
+    difference = np.abs(recut.chips[0][inner].astype(int) - chip[inner].astype(int))
+    assert difference.mean() < 12
+    assert (
+        np.linalg.norm(
+            pipeline.embedder.embed(recut.chips)[0] - pipeline.embedder.embed(chip[None])[0]
+        )
+        < 0.2
+    )  # the same face to the embedder (same-person pairs: ~0.3)
