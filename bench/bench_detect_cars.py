@@ -1,138 +1,168 @@
-"""Frames per second of car detection: this suite's Keras import against OpenCV DNN.
+"""detect-cars against OpenCV DNN, each in its own process, alternating: frames per second.
 
-Both run the same Darknet model (Yolo-Fastest-1.1-xl, 320x320 by default) on the same real
-video, one after the other in this process:
+Both run the same Darknet model (Yolo-Fastest-1.1-xl at 320x320 by default) on the same real
+video, played ``--repeat`` times in a row. Every round starts two fresh processes, one after
+the other, the first of the two alternating between rounds:
 
-- inference: preprocessing + network only (OpenCV: ``blobFromImage`` + ``forward`` per frame;
-  Keras: ``preprocess`` + the traced model on batches of ``--batch`` frames);
-- start-up: converting the Darknet files against loading a cached Keras model;
-- loop: read, detect (threshold 0.25, NMS 0.45, every class), draw, encode an .mp4 —
-  OpenCV's usual single-threaded sample loop against the ``detect-cars`` pipeline itself
-  (``pipeline.run``: decoding ahead in a thread, batched detection, drawing and encoding in
-  a background writer).
+- the peer imports only OpenCV and NumPy (it checks that TensorFlow and OpenVINO are absent):
+  OpenCV's usual loop, read a frame, ``blobFromImage`` + ``forward`` (``readNetFromDarknet``),
+  (row, class) pairs over 0.25, ``NMSBoxesBatched`` at 0.45, draw, write the video with the
+  codec detect-cars uses; then inference alone on the decoded frames held in memory.
+- ours runs the ``detect-cars`` pipeline (``pipeline.run``: decoding ahead, batched detection,
+  drawing and encoding in a background writer) on its default runtime with the compiled model
+  cached, with Darknet's multi-label rule like the peer; then inference alone (``preprocess``
+  + the network on batches of ``--batch`` frames).
 
-Usage (from the repository root, with the suite installed or PYTHONPATH=., ../shared beside it):
-    python bench/bench_detect_cars.py [--video PATH] [--batch 8] [--frames 0]
+Each round prints both rates and their ratio; the summary is the median of the per-round
+ratios. The CPU time a frame costs (all threads of the process) is printed too: on a machine
+busy with other jobs it is the steadier figure, since a process with more threads than the
+other also gets a larger share of busy cores. Start-up is timed too: the whole
+``detect-cars one.jpg`` process, cache warm. The load average is printed before every round.
+
+Usage (from the repository root, with the suite installed and ../shared beside it):
+    python bench/bench_detect_cars.py [--rounds 5] [--repeat 3] [--batch 8] [--video PATH]
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
+import json
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import cv2
-import keras
-import numpy as np
-
-from apps.car_detection.catalogue import darknet_files, read_class_names
-from apps.car_detection.darknet import load_darknet
-from apps.car_detection.decode import DEFAULT_CONF, DEFAULT_IOU, preprocess
-from apps.car_detection.detector import YoloDetector
-from apps.car_detection.pipeline import open_source, run
-from apps.car_detection.sinks import AnnotatedVideoSink
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CONVNET_APPS_SHARED", REPO_ROOT.parent / "shared"))
-CONF, IOU = DEFAULT_CONF, DEFAULT_IOU
+MODEL = "yolo-fastest-1.1-xl"
+CONF, IOU = 0.25, 0.45
 
 
-def read_frames(video: Path, limit: int) -> list[np.ndarray]:
-    """Decoded BGR frames held in memory, so inference timings exclude decoding."""
-    capture = cv2.VideoCapture(str(video))
-    frames = []
-    while limit <= 0 or len(frames) < limit:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
+def _cpu_seconds() -> float:
+    """CPU time of this process, all threads: what a frame costs whatever else the machine runs."""
+    times = os.times()
+    return times.user + times.system
 
 
-def opencv_postprocess(outputs, width: int, height: int) -> tuple[list, list, list]:
-    """(row, class) pairs over CONF, per-class NMS: what an OpenCV user writes."""
-    rows = np.concatenate(outputs)
-    picked, classes = np.nonzero(rows[:, 5:] > CONF)
-    scores = rows[picked, 5 + classes]
-    centre = rows[picked, :2] * [width, height]
-    extent = rows[picked, 2:4] * [width, height]
-    boxes = np.concatenate([centre - extent / 2, extent], axis=1)
-    keep = cv2.dnn.NMSBoxesBatched(boxes.tolist(), scores.tolist(), classes.tolist(), CONF, IOU)
-    keep = np.asarray(keep, dtype=int).reshape(-1)
-    return boxes[keep].round().astype(int).tolist(), scores[keep].tolist(), classes[keep].tolist()
+def _rates(frames: int, loop: float, cpu: float, held: int, inference: float) -> dict:
+    return {"loop": frames / loop, "cpu_ms": 1000 * cpu / frames, "inference": held / inference}
 
 
-def opencv_loop(net, names, video: Path, output: Path, size: int, limit: int) -> int:
-    capture = cv2.VideoCapture(str(video))
+def _decoded_frames(video: Path, repeat: int):
+    import cv2
+
+    for _ in range(repeat):
+        capture = cv2.VideoCapture(str(video))
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            yield frame
+        capture.release()
+
+
+def opencv_child(args: argparse.Namespace, output: Path) -> dict:
+    """OpenCV's read-detect-draw-write loop, then its inference alone; no TensorFlow here."""
+    import cv2
+    import numpy as np
+
+    from shared.video import FOURCC_BY_SUFFIX
+
+    folder = SHARED / "weights/yolo-fastest"
+    net = cv2.dnn.readNetFromDarknet(str(folder / f"{MODEL}.cfg"), str(folder / f"{MODEL}.weights"))
+    names = net.getUnconnectedOutLayersNames()
+    size = (args.size, args.size)
+
+    def forward(frame):
+        net.setInput(cv2.dnn.blobFromImage(frame, 1 / 255, size, swapRB=True, crop=False))
+        return net.forward(names)
+
+    def boxes_of(outputs, width, height):
+        rows = np.concatenate(outputs)
+        picked, classes = np.nonzero(rows[:, 5:] > CONF)
+        scores = rows[picked, 5 + classes]
+        centre = rows[picked, :2] * [width, height]
+        extent = rows[picked, 2:4] * [width, height]
+        boxes = np.concatenate([centre - extent / 2, extent], axis=1)
+        keep = cv2.dnn.NMSBoxesBatched(boxes.tolist(), scores.tolist(), classes.tolist(), CONF, IOU)
+        keep = np.asarray(keep, dtype=int).reshape(-1)
+        return boxes[keep].round().astype(int).tolist(), classes[keep].tolist()
+
+    capture = cv2.VideoCapture(str(args.video))
     fps = capture.get(cv2.CAP_PROP_FPS)
     width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
     height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    writer = cv2.VideoWriter(str(output), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    count = 0
-    while limit <= 0 or count < limit:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        net.setInput(cv2.dnn.blobFromImage(frame, 1 / 255, (size, size), swapRB=True, crop=False))
-        boxes, _, class_ids = opencv_postprocess(net.forward(names), width, height)
+    _, first = capture.read()
+    capture.release()
+    forward(first)  # OpenCV allocates on the first forward
+    fourcc = cv2.VideoWriter_fourcc(*FOURCC_BY_SUFFIX[".mp4"])
+    writer = cv2.VideoWriter(str(output), fourcc, fps, (width, height))
+    started, cpu = time.perf_counter(), _cpu_seconds()
+    frames = 0
+    for frame in _decoded_frames(args.video, args.repeat):
+        boxes, class_ids = boxes_of(forward(frame), width, height)
         for (x, y, w, h), class_id in zip(boxes, class_ids, strict=True):
             cv2.rectangle(frame, (x, y), (x + w, y + h), (0, 255, 0), 2)
             cv2.putText(frame, str(class_id), (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0))
         writer.write(frame)
-        count += 1
-    capture.release()
+        frames += 1
     writer.release()
-    return count
+    loop, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+    held = list(_decoded_frames(args.video, 1))
+    started = time.perf_counter()
+    for frame in held:
+        forward(frame)
+    inference = time.perf_counter() - started
+    assert not {"tensorflow", "keras", "openvino"} & set(sys.modules), "the peer must be alone"
+    return _rates(frames, loop, cpu, len(held), inference)
 
 
-def pipeline_loop(model, labels, video: Path, output: Path, batch: int, limit: int) -> int:
-    """The detect-cars pipeline itself: decoding ahead, batched detection, background writer."""
-    source = open_source(str(video), prefetch=2 * batch)
-    if limit > 0:
-        source.frames = itertools.islice(source.frames, limit)
-    sink = AnnotatedVideoSink(output, source.fps, source.width, source.height)
-    # Darknet's multi-label rule, as the OpenCV peer above, so both do the same work.
-    detector = YoloDetector(model, labels, CONF, IOU, multi_label=True)
-    summary = run(source, detector, [sink], batch=batch)
-    return summary.frames
+def our_child(args: argparse.Namespace, output: Path) -> dict:
+    """The detect-cars pipeline on its default runtime, then its inference alone."""
+    from apps.car_detection.decode import preprocess
+    from apps.car_detection.detector import load_detector
+    from apps.car_detection.pipeline import open_source, run
+    from apps.car_detection.sinks import AnnotatedVideoSink
+
+    detector = load_detector(MODEL, size=args.size, classes="all", multi_label=True)
+    network = detector.network
+    held = [frame[:, :, ::-1] for frame in _decoded_frames(args.video, 1)]
+    network.predict_heads(preprocess(held[: args.batch], args.size, args.size))  # warm-up
+    frames = 0
+    started, cpu = time.perf_counter(), _cpu_seconds()
+    for _ in range(args.repeat):  # as detect-cars run on the video several times, once loaded
+        source = open_source(str(args.video), prefetch=2 * args.batch)
+        sink = AnnotatedVideoSink(output, source.fps, source.width, source.height)
+        frames += run(source, detector, [sink], batch=args.batch).frames
+    loop, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+    started = time.perf_counter()
+    for start in range(0, len(held), args.batch):
+        network.predict_heads(preprocess(held[start : start + args.batch], args.size, args.size))
+    inference = time.perf_counter() - started
+    return _rates(frames, loop, cpu, len(held), inference) | {"runtime": network.runtime}
 
 
-def timed(label: str, run: Callable[[], int]) -> float:
-    start = time.perf_counter()
-    frames = run()
-    seconds = time.perf_counter() - start
-    rate = frames / seconds
-    print(f"{label:<44} {frames:4d} frames {seconds:7.2f} s {rate:7.1f} frames/s")
-    return rate
+def _child(kind: str, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--child", kind, "--video", str(args.video)]
+    command += ["--repeat", str(args.repeat), "--batch", str(args.batch), "--size", str(args.size)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} run failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def startup_times(cfg: Path, weights: Path):
-    """Converting from Darknet against loading a cached Keras file: why nothing is cached.
-
-    Both build the same Keras layers; the cache only adds unzipping and HDF5 on top. Each is
-    timed twice, alternating, and the faster run kept, so TensorFlow's one-off start-up
-    favours neither.
-    """
-    model = load_darknet(cfg, weights)
-    convert, cached = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        model.model.save(Path(tmp) / "model.keras")
-        for _ in range(2):
-            start = time.perf_counter()
-            load_darknet(cfg, weights)
-            convert.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            keras.saving.load_model(Path(tmp) / "model.keras")
-            cached.append(time.perf_counter() - start)
-    print(f"start-up: convert Darknet {min(convert):.2f} s, load cached .keras {min(cached):.2f} s")
-    return model
+def _startup_seconds(image: Path, folder: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        # What the detect-cars command runs, with this interpreter (no PATH lookup).
+        [sys.executable, "-m", "apps.car_detection.cli", str(image), "-o", str(folder / "a.jpg")],
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -140,53 +170,49 @@ def main() -> None:
     parser.add_argument(
         "--video", type=Path, default=SHARED / "data/cars/video/udacity_solidWhiteRight.mp4"
     )
-    parser.add_argument("--model", default="yolo-fastest-1.1-xl")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3, help="times the video is played")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--frames", type=int, default=0, help="stop after N frames (0: all)")
+    parser.add_argument("--size", type=int, default=320)
+    parser.add_argument("--child", choices=["opencv", "ours"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("CONVNET_APPS_WEIGHTS_DIR", str(SHARED / "weights"))
-    cfg, weights = darknet_files(args.model)
-    labels = read_class_names()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.child:
+        with tempfile.TemporaryDirectory() as tmp:
+            child = opencv_child if args.child == "opencv" else our_child
+            print(json.dumps(child(args, Path(tmp) / "out.mp4")))
+        return
 
-    net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
-    names = net.getUnconnectedOutLayersNames()
-    model = startup_times(cfg, weights)
-    size = model.width
-    frames = read_frames(args.video, args.frames)
-    rgb = [frame[:, :, ::-1] for frame in frames]
-    # Warm-up: OpenCV allocates on the first forward, TensorFlow traces the graph.
-    net.setInput(cv2.dnn.blobFromImage(frames[0], 1 / 255, (size, size), swapRB=True))
-    net.forward(names)
-    model.predict_heads(preprocess(rgb[: args.batch], size, size))
-
-    def opencv_inference() -> int:
-        for frame in frames:
-            net.setInput(cv2.dnn.blobFromImage(frame, 1 / 255, (size, size), swapRB=True))
-            net.forward(names)
-        return len(frames)
-
-    def keras_inference() -> int:
-        for start in range(0, len(rgb), args.batch):
-            model.predict_heads(preprocess(rgb[start : start + args.batch], size, size))
-        return len(rgb)
-
-    print(f"{args.video.name}, {args.model} at {size}x{size}, batch {args.batch}")
-    cv_infer = timed("OpenCV DNN inference (blob + forward)", opencv_inference)
-    keras_infer = timed("Keras inference (preprocess + model)", keras_inference)
+    image = SHARED / "data/cars/driveai/images/test.jpg"
     with tempfile.TemporaryDirectory() as tmp:
-        cv_loop = timed(
-            "OpenCV loop (read, detect, draw, write)",
-            lambda: opencv_loop(net, names, args.video, Path(tmp) / "cv.mp4", size, args.frames),
-        )
-        keras_rate = timed(
-            "detect-cars pipeline (read, detect, draw, write)",
-            lambda: pipeline_loop(
-                model, labels, args.video, Path(tmp) / "k.mp4", args.batch, args.frames
-            ),
-        )
+        _startup_seconds(image, Path(tmp))  # builds the compiled-model cache if it is cold
+        print(f"{args.video.name} x{args.repeat}, {MODEL} at {args.size}, batch {args.batch}")
+        ratios: dict[str, list[float]] = {"loop": [], "inference": [], "cpu": []}
+        startups = []
+        for number in range(args.rounds):
+            load = os.getloadavg()[0]
+            order = ["opencv", "ours"] if number % 2 == 0 else ["ours", "opencv"]
+            rates = {kind: _child(kind, args) for kind in order}
+            startups.append(_startup_seconds(image, Path(tmp)))
+            cv, ours = rates["opencv"], rates["ours"]
+            for key in ("loop", "inference"):
+                ratios[key].append(ours[key] / cv[key])
+            ratios["cpu"].append(cv["cpu_ms"] / ours["cpu_ms"])
+            print(
+                f"round {number + 1} (load {load:.1f}, {order[0]} first): "
+                f"loop OpenCV {cv['loop']:.1f} / ours ({ours['runtime']}) {ours['loop']:.1f} "
+                f"frames/s = {ratios['loop'][-1]:.2f}x, CPU {cv['cpu_ms']:.1f} / "
+                f"{ours['cpu_ms']:.1f} ms a frame; inference {cv['inference']:.1f} / "
+                f"{ours['inference']:.1f} frames/s = {ratios['inference'][-1]:.2f}x; "
+                f"detect-cars one.jpg {startups[-1]:.2f} s"
+            )
+    median = {key: statistics.median(values) for key, values in ratios.items()}
     print(
-        f"Keras/OpenCV: inference {keras_infer / cv_infer:.2f}x, "
-        f"whole pipeline {keras_rate / cv_loop:.2f}x"
+        f"median of {args.rounds} rounds, ours against OpenCV DNN: "
+        f"whole loop {median['loop']:.2f}x (CPU time a frame {median['cpu']:.2f}x less), "
+        f"inference {median['inference']:.2f}x; "
+        f"start-up (detect-cars one.jpg, cache warm) {statistics.median(startups):.2f} s"
     )
 
 

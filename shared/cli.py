@@ -1,9 +1,10 @@
 """What every command shares: one-line errors, ``--debug``, exit codes, progress bars.
 
-DESIGN.md conventions: exit 0 success, 1 a negative answer (door denied), 2 bad
-input or usage; errors are one line on stderr naming the file and what is wrong
-(a traceback only with ``--debug``); long work shows a progress bar on a terminal
-and stays quiet when piped.
+The conventions (docs/architecture.md): exit 0 success, 1 a negative answer (door
+denied), 2 bad input or usage, 130 interrupted; errors are one line on stderr naming
+the file or flag and what is wrong (a traceback too with ``--debug``, the exit code
+unchanged); a reader that closes the pipe early (``| head``) ends the command quietly;
+long work shows a progress bar on a terminal and stays quiet when piped.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -24,10 +26,68 @@ EXIT_OK = 0
 EXIT_NEGATIVE = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+# What a shell reports for a writer killed by SIGPIPE (128 + 13), as ``yes | head -1`` does.
+EXIT_BROKEN_PIPE = 141
 
 debug_option = click.option(
-    "--debug", is_flag=True, help="Show full tracebacks instead of one-line errors."
+    "--debug", is_flag=True, help="Show full tracebacks as well as the one-line errors."
 )
+
+exist_ok_option = click.option(
+    "--exist-ok", is_flag=True, help="Replace outputs that already exist (default: refuse)."
+)
+
+
+class _OneLineUsageError(click.UsageError):
+    """A usage error shown as one ``error:`` line, like every other error of a command."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class _OneLineUsage:
+    """Click's usage errors (a bad value, a missing argument) print the usage and a hint
+    over four lines; here they are one line naming the flag, exit 2, as the commands'
+    own errors are."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # type: ignore[no-untyped-def]
+        try:
+            return super().make_context(info_name, args, parent, **extra)  # type: ignore[misc]
+        except click.UsageError as err:
+            if isinstance(err, _OneLineUsageError):
+                raise
+            raise _OneLineUsageError(err.format_message(), err.ctx) from err
+
+
+class Command(_OneLineUsage, click.Command):
+    """``@click.command(cls=Command)``: usage errors in one line."""
+
+
+class Group(_OneLineUsage, click.Group):
+    """``@click.group(cls=Group)``: usage errors in one line, for its subcommands too."""
+
+    command_class = Command
+
+
+class MultipleOf(click.ParamType):
+    """A positive integer that is a multiple of ``step`` and at most ``maximum``
+    (a network's input size): a bad one is a usage error naming the flag."""
+
+    name = "integer"
+
+    def __init__(self, step: int, maximum: int, reason: str = "") -> None:
+        self.step, self.maximum, self.reason = step, maximum, reason
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        number = click.INT.convert(value, param, ctx)
+        if number <= 0 or number % self.step or number > self.maximum:
+            self.fail(
+                f"{number} is not a positive multiple of {self.step} up to {self.maximum}"
+                + (f" ({self.reason})" if self.reason else ""),
+                param,
+                ctx,
+            )
+        return number
 
 
 def checked_option(name: str, default: Any, type: click.ParamType, help: str | None = None):
@@ -72,31 +132,50 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     sys.exit(code)
 
 
+def _end_quietly_on_closed_pipe() -> None:
+    """The reader of standard output has gone (``| head -1``): nothing more can be said.
+
+    Standard output is pointed at /dev/null so the interpreter's final flush does not
+    fail a second time ("Exception ignored ... BrokenPipeError"), then the command ends
+    with the status a shell gives a writer killed by SIGPIPE.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real descriptor (a test's capture)
+        pass
+    sys.exit(EXIT_BROKEN_PIPE)
+
+
 def user_errors(func: F) -> F:
-    """Turn ``UserError`` and Ctrl-C into one line and an exit code.
+    """Turn ``UserError``, Ctrl-C and environment errors into one line and an exit code.
 
     The wrapped click command must accept a ``debug`` keyword (see ``debug_option``);
-    with ``--debug`` the original traceback is shown instead.
+    with ``--debug`` the traceback is printed first, and the exit code stays the same, so
+    a script sees the same status either way. A closed output pipe ends quietly.
     """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = kwargs.get("debug", False)
+
+        def report(message: str, code: int) -> None:
+            if debug:
+                traceback.print_exc()
+            fail(message, code)
+
         try:
             return func(*args, **kwargs)
         except UserError as err:
-            if debug:
-                raise
-            fail(str(err), err.exit_code)
+            report(str(err), err.exit_code)
         except KeyboardInterrupt:
-            if debug:
-                raise
-            fail("interrupted", EXIT_INTERRUPTED)
+            report("interrupted", EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            _end_quietly_on_closed_pipe()
         except OSError as err:
             # A full disk, a permission problem, a vanished file: the user's environment.
-            if debug:
-                raise
-            fail(f"{err.filename}: {err.strerror}" if err.filename else str(err))
+            report(f"{err.filename}: {err.strerror}" if err.filename else str(err), EXIT_BAD_INPUT)
 
     return wrapper  # type: ignore[return-value]
 

@@ -1,4 +1,4 @@
-"""Writing outputs safely and fingerprinting files.
+"""Writing outputs safely (no partial file, no earlier result lost) and fingerprinting files.
 
 Every output of the apps (annotated videos, stylised images, converted models,
 downloaded weights) is written through ``atomic_output``: a half-written file
@@ -58,6 +58,26 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+def require_parent_folder(path: str | os.PathLike[str]) -> None:
+    """Raise ``InputError`` naming ``path`` when the folder it would go in is not there."""
+    folder = Path(path).parent
+    if folder.is_dir():
+        return
+    if folder.exists():
+        raise InputError(f"{path}: cannot write, {folder} is a file, not a folder")
+    raise InputError(f"{path}: cannot write, folder {folder} does not exist")
+
+
+def refuse_to_replace(path: str | os.PathLike[str], exist_ok: bool) -> None:
+    """Raise ``InputError`` when ``path`` exists and replacing it was not allowed.
+
+    Earlier results are not lost to a second run by accident: a command refuses and says
+    how to allow it (``shared.cli.exist_ok_option``).
+    """
+    if not exist_ok and os.path.lexists(path):
+        raise InputError(f"{path}: already exists; choose another name or pass --exist-ok")
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
@@ -72,9 +92,11 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     final = Path(path)
     folder = final.parent
-    if not folder.is_dir():
-        raise InputError(f"{final}: cannot write, folder {folder} does not exist")
-    fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{final.stem}.", suffix=final.suffix)
+    require_parent_folder(final)
+    try:
+        fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{final.stem}.", suffix=final.suffix)
+    except OSError as err:
+        raise InputError(f"{final}: cannot write ({err.strerror})") from err
     os.close(fd)
     temp = Path(temp_name)
     try:
@@ -86,6 +108,9 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         temp.unlink(missing_ok=True)
         if err.errno in _DISK_FULL:
             raise InputError(f"{final}: cannot write, no space left on the disk") from err
+        if err.filename in (temp_name, temp):
+            # The hidden temporary name means nothing to the user: name their file.
+            raise InputError(f"{final}: cannot write ({err.strerror})") from err
         raise
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -93,7 +118,8 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     _fsync_directory(folder)
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes, read in chunks so large weights need little memory."""
+def hash_file(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes with a hashlib algorithm, read in chunks so large weights
+    need little memory."""
     with open(path, "rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
+        return hashlib.file_digest(stream, algorithm).hexdigest()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -178,43 +179,89 @@ def list_images(folder: str | os.PathLike[str], recursive: bool = False) -> list
     )
 
 
-def _label_colour(label: str) -> tuple[int, int, int]:
-    """A stable, saturated colour per label, so one class keeps its colour across frames."""
-    hue = (sum(label.encode()) * 47) % 180
+def class_colour(key: int | str) -> tuple[int, int, int]:
+    """A saturated RGB colour that depends only on ``key`` (a class id or name).
+
+    Successive ids step round the hue circle by the golden ratio, so classes next to each
+    other (car 2, motorbike 3) get clearly different colours; a name is reduced to a number
+    with CRC-32, which, unlike ``hash``, is the same in every process.
+    """
+    number = key if isinstance(key, int) else zlib.crc32(key.encode())
+    hue = round((number * _GOLDEN_RATIO_CONJUGATE) % 1.0 * 180) % 180
     hsv = np.array([[[hue, 220, 255]]], dtype=np.uint8)
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+
+
+_GOLDEN_RATIO_CONJUGATE = 0.618033988749895
+
+Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _place_label(
+    box: Rect, size: tuple[int, int], image: tuple[int, int], taken: list[Rect]
+) -> Rect:
+    """Where a label of ``size`` (w, h) goes: above its box, else just inside its top, else
+    below it, else just inside its bottom; the first spot inside the image that overlaps no
+    label in ``taken``, or above the box when every spot is taken."""
+    x1, y1, _, y2 = box
+    text_w, text_h = size
+    width, height = image
+    left = min(max(x1, 0), max(width - text_w, 0))
+    spots = []
+    for top in (y1 - text_h, y1, y2, y2 - text_h):
+        top = min(max(top, 0), max(height - text_h, 0))
+        spots.append((left, top, left + text_w, top + text_h))
+    return next((spot for spot in spots if not any(_overlaps(spot, t) for t in taken)), spots[0])
 
 
 def draw_boxes(
     rgb: np.ndarray,
     boxes: np.ndarray | Sequence[Sequence[float]],
     labels: Sequence[str] | None = None,
+    colour_keys: Sequence[int | str] | None = None,
 ) -> np.ndarray:
     """A copy of ``rgb`` with ``[x1, y1, x2, y2]`` boxes and their labels drawn.
 
-    Line width and font scale follow the image size, so boxes stay visible on a
-    1280x720 frame and do not swamp a 96x96 face chip.
+    Boxes are drawn in the order given, so later ones lie on top: pass the most important
+    last (``FrameResult.draw`` passes the best score last). Labels are drawn after every box,
+    so no line crosses one, and placed from the last box backwards so that each avoids the
+    labels already placed (see ``_place_label``): the best boxes get their labels where they
+    belong and nothing paints over them. A box's colour follows its ``colour_keys`` entry
+    (e.g. its class id), else its label, so one class keeps one colour whatever its score.
+    Line width and font scale follow the image size, so boxes stay visible on a 1280x720
+    frame and do not swamp a 96x96 face chip.
     """
     canvas = np.ascontiguousarray(rgb.copy())
     height, width = canvas.shape[:2]
     thickness = max(1, round(min(height, width) / 300))
     font_scale = max(0.3, min(height, width) / 1000)
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    for index, (x1, y1, x2, y2) in enumerate(np.rint(boxes).astype(int)):
-        label = labels[index] if labels is not None else ""
-        colour = _label_colour(label)
+    corners = np.rint(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)).astype(int).tolist()
+    labels = list(labels) if labels is not None else [""] * len(corners)
+    keys = list(colour_keys) if colour_keys is not None else labels
+    colours = [class_colour(key) for key in keys]
+    for (x1, y1, x2, y2), colour in zip(corners, colours, strict=True):
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
-        if not label:
+    placed: list[tuple[Rect, int, str, int]] = []  # (spot, baseline, text, box index)
+    taken: list[Rect] = []
+    for index in reversed(range(len(corners))):
+        if not labels[index]:
             continue
         (text_w, text_h), baseline = cv2.getTextSize(
-            label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness
+            labels[index], cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness
         )
-        top = max(y1 - text_h - baseline, 0)
-        cv2.rectangle(canvas, (x1, top), (x1 + text_w, top + text_h + baseline), colour, -1)
+        spot = _place_label(corners[index], (text_w, text_h + baseline), (width, height), taken)
+        taken.append(spot)
+        placed.append((spot, baseline, labels[index], index))
+    for (left, top, right, bottom), baseline, text, index in reversed(placed):
+        cv2.rectangle(canvas, (left, top), (right, bottom), colours[index], -1)
         cv2.putText(
             canvas,
-            label,
-            (x1, top + text_h),
+            text,
+            (left, bottom - baseline),
             cv2.FONT_HERSHEY_SIMPLEX,
             font_scale,
             (0, 0, 0),

@@ -59,36 +59,6 @@ def image_with_boxes(
     return drawn
 
 
-def pr_curve_counts(labels: np.ndarray, scores: np.ndarray, num_thresholds: int) -> np.ndarray:
-    """The PR-curves plugin's (6, num_thresholds) table: TP, FP, TN, FN, precision, recall.
-
-    Thresholds are evenly spaced in [0, 1]; a score counts as positive at
-    threshold ``i / (num_thresholds - 1)`` when it falls in that bucket or a
-    higher one (the plugin's own bucketing, so the slider matches its figures).
-    Precision with no positive predictions is reported as 0, as the plugin does.
-    """
-    labels = np.asarray(labels).astype(bool).ravel()
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    if labels.shape != scores.shape:
-        raise ValueError(f"{labels.size} labels for {scores.size} scores")
-    if num_thresholds < 2:
-        raise ValueError(f"num_thresholds must be >= 2, got {num_thresholds}")
-    if scores.size and (scores.min() < 0 or scores.max() > 1):
-        raise ValueError("scores must lie in [0, 1]")
-    buckets = np.floor(scores * (num_thresholds - 1)).astype(np.int64)
-    positives_per_bucket = np.bincount(buckets[labels], minlength=num_thresholds)
-    negatives_per_bucket = np.bincount(buckets[~labels], minlength=num_thresholds)
-    true_positives = np.cumsum(positives_per_bucket[::-1])[::-1].astype(np.float64)
-    false_positives = np.cumsum(negatives_per_bucket[::-1])[::-1].astype(np.float64)
-    true_negatives = false_positives[0] - false_positives
-    false_negatives = true_positives[0] - true_positives
-    precision = true_positives / np.maximum(true_positives + false_positives, 1)
-    recall = true_positives / np.maximum(true_positives + false_negatives, 1)
-    return np.stack(
-        [true_positives, false_positives, true_negatives, false_negatives, precision, recall]
-    ).astype(np.float32)
-
-
 def pr_curve(
     writer: Any,
     tag: str,
@@ -100,17 +70,28 @@ def pr_curve(
 ) -> np.ndarray:
     """Log a precision-recall curve for binary ``labels`` and ``scores`` in [0, 1].
 
-    For several classes call it once per class (e.g. ``tag=f"pr/{name}"``).
-    Returns the logged (6, num_thresholds) table.
+    The curve is computed by the PR-curves plugin itself (``pr_curve.summary.pb``), so the
+    slider in TensorBoard matches its figures; here the inputs are checked first (the plugin
+    silently drops scores outside [0, 1]) and the result is written with the TF2 writer.
+    For several classes call it once per class (e.g. ``tag=f"pr/{name}"``). Returns the
+    logged (6, num_thresholds) table: TP, FP, TN, FN, precision, recall per threshold.
     """
-    from tensorboard.plugins.pr_curve import metadata
+    from tensorboard.plugins.pr_curve import summary as pr_summary
 
-    table = pr_curve_counts(np.asarray(labels), np.asarray(scores), num_thresholds)
-    plugin = metadata.create_summary_metadata(
-        display_name=tag, description=description, num_thresholds=num_thresholds
-    )
+    labels = np.asarray(labels).astype(bool).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if labels.shape != scores.shape:
+        raise ValueError(f"{labels.size} labels for {scores.size} scores")
+    if num_thresholds < 2:
+        raise ValueError(f"num_thresholds must be >= 2, got {num_thresholds}")
+    if scores.size and (scores.min() < 0 or scores.max() > 1):
+        raise ValueError("scores must lie in [0, 1]")
+    (value,) = pr_summary.pb(
+        tag, labels, scores, num_thresholds=num_thresholds, description=description
+    ).value
+    table = tf.make_ndarray(value.tensor)
     with writer.as_default():
-        tf.summary.write(tag, table, step=step, metadata=plugin.SerializeToString())
+        tf.summary.write(tag, table, step=step, metadata=value.metadata.SerializeToString())
     return table
 
 

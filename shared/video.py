@@ -38,15 +38,18 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 # Cameras and many streams report 0 fps; outputs still need a rate to play at.
 DEFAULT_FPS = 30.0
 
-# opencv-python-headless ships FFmpeg without an H.264 encoder ('avc1' fails to
-# open), so MP4 files use MPEG-4 Part 2 ('mp4v'), which every player decodes.
-FOURCC_BY_SUFFIX = {
-    ".mp4": "mp4v",
-    ".m4v": "mp4v",
-    ".mov": "mp4v",
-    ".mkv": "XVID",
-    ".avi": "MJPG",
+# Codecs tried in order for each suffix. H.264 ('avc1') first, because browsers play it;
+# the opencv-python-headless wheels build FFmpeg without an H.264 encoder ('avc1' fails to
+# open, checked with 4.14), so MP4 files then fall back to MPEG-4 Part 2 ('mp4v'), which
+# desktop players decode but browsers do not (``VideoWriter.fourcc`` says which was used).
+FOURCCS_BY_SUFFIX = {
+    ".mp4": ("avc1", "mp4v"),
+    ".m4v": ("avc1", "mp4v"),
+    ".mov": ("avc1", "mp4v"),
+    ".mkv": ("XVID",),
+    ".avi": ("MJPG",),
 }
+BROWSER_PLAYABLE_FOURCCS = frozenset({"avc1"})
 
 VideoSource = str | int | os.PathLike[str]
 
@@ -61,11 +64,12 @@ def parse_source(text: str) -> VideoSource:
 
 
 @contextlib.contextmanager
-def _opencv_warnings_silenced() -> Iterator[None]:
-    """Keep OpenCV's own WARN lines out of stderr while probing a source we then judge ourselves."""
+def _opencv_warnings_silenced(errors_too: bool = False) -> Iterator[None]:
+    """Keep OpenCV's own WARN lines (and ERROR lines with ``errors_too``) out of stderr while
+    probing a source or an encoder that we then judge ourselves."""
     logging = cv2.utils.logging
     previous = logging.getLogLevel()
-    logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT if errors_too else logging.LOG_LEVEL_ERROR)
     try:
         yield
     finally:
@@ -86,7 +90,10 @@ def _open_capture(source: VideoSource) -> tuple[cv2.VideoCapture, str, bool]:
         with _opencv_warnings_silenced():
             capture = cv2.VideoCapture(source)
         if not capture.isOpened():
-            raise InputError(f"{source}: cannot open the stream")
+            raise InputError(
+                f"{source}: cannot open the stream (is the network reachable and the address "
+                "right?)"
+            )
         return capture, source, False
     path = Path(source)
     if not path.exists():
@@ -217,7 +224,7 @@ class VideoReader:
 
 
 class VideoWriter:
-    """Write RGB uint8 frames to a video file chosen by suffix (see ``FOURCC_BY_SUFFIX``).
+    """Write RGB uint8 frames to a video file chosen by suffix (see ``FOURCCS_BY_SUFFIX``).
 
     Frames go to a temporary file beside ``path``; ``close`` (also called by
     ``__exit__``, whatever ended the block) releases the encoder, which writes
@@ -227,9 +234,9 @@ class VideoWriter:
 
     def __init__(self, path: str | os.PathLike[str], fps: float, width: int, height: int) -> None:
         self.path = Path(path)
-        fourcc = FOURCC_BY_SUFFIX.get(self.path.suffix.lower())
-        if fourcc is None:
-            supported = ", ".join(sorted(FOURCC_BY_SUFFIX))
+        fourccs = FOURCCS_BY_SUFFIX.get(self.path.suffix.lower())
+        if fourccs is None:
+            supported = ", ".join(sorted(FOURCCS_BY_SUFFIX))
             raise InputError(f"{self.path}: cannot write video with this suffix (use {supported})")
         if not (math.isfinite(fps) and fps > 0) or width <= 0 or height <= 0:
             raise ValueError(f"invalid video format: {fps} fps, {width}x{height}")
@@ -237,13 +244,19 @@ class VideoWriter:
         self.frames_written = 0
         self._output = atomic_output(self.path)
         temp = self._output.__enter__()
-        self._writer = cv2.VideoWriter(
-            str(temp), cv2.VideoWriter_fourcc(*fourcc), self.fps, (self.width, self.height)
-        )
+        for fourcc in fourccs:
+            # A codec this build lacks logs ERROR lines while failing; the fallback is ours.
+            with _opencv_warnings_silenced(errors_too=True):
+                self._writer = cv2.VideoWriter(
+                    str(temp), cv2.VideoWriter_fourcc(*fourcc), self.fps, (self.width, self.height)
+                )
+            if self._writer.isOpened():
+                break
         if not self._writer.isOpened():
-            error = InputError(f"{self.path}: OpenCV cannot encode '{fourcc}' video here")
+            error = InputError(f"{self.path}: OpenCV cannot encode {'/'.join(fourccs)} video here")
             self._abandon(error)
             raise error
+        self.fourcc = fourcc
         self._closed = False
 
     def _abandon(self, error: BaseException) -> None:

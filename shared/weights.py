@@ -44,7 +44,7 @@ from importlib import resources
 from pathlib import Path
 
 from shared.errors import InputError, WeightsError
-from shared.files import atomic_output
+from shared.files import atomic_output, hash_file
 
 ENV_WEIGHTS_DIR = "CONVNET_APPS_WEIGHTS_DIR"
 ENV_CACHE = "CONVNET_APPS_CACHE"
@@ -181,12 +181,6 @@ def _remember_digest(path: Path, algorithm: str, digest: str) -> None:
         pass
 
 
-def hash_file(path: Path, algorithm: str) -> str:
-    """Hex digest of a file's bytes with a hashlib algorithm, read in chunks."""
-    with open(path, "rb") as stream:
-        return hashlib.file_digest(stream, algorithm).hexdigest()
-
-
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
     """Digest of ``path``, reusing the remembered one while its size and mtime are unchanged."""
     remembered = _remembered(_load_memo(), path).get(algorithm)
@@ -260,9 +254,9 @@ def _not_found(
 ) -> WeightsError:
     source = f"; it can be downloaded from {entry.url}" if entry is not None and entry.url else ""
     return WeightsError(
-        f"weights file {filename} (model {model}) not found and {reason}. Provide it in one of "
-        f"three ways: pass its path with the command's weights option, set {ENV_WEIGHTS_DIR} to "
-        f"a folder containing it, or place it at {weights_cache_dir() / filename}{source}"
+        f"weights file {filename} (model {model}) not found and {reason}. Provide it: set "
+        f"{ENV_WEIGHTS_DIR} to a folder containing it, or place it at "
+        f"{weights_cache_dir() / filename}{source}"
     )
 
 
@@ -361,8 +355,8 @@ def resolve_file(model: str, filename: str, explicit: str | os.PathLike[str] | N
 
     ``filename`` need not be catalogued (e.g. a Darknet cfg a user keeps in the
     weights folder): such files are found by name but cannot be checked or
-    downloaded. Raises ``WeightsError`` with one line naming the file and the
-    three ways to provide it.
+    downloaded. Raises ``WeightsError`` with one line naming the file, the places
+    to put it and its URL.
     """
     if explicit is not None:
         path = Path(explicit).expanduser()
@@ -390,22 +384,3 @@ def resolve_model(
     return {
         entry.file: resolve_file(model, entry.file, explicit.get(entry.file)) for entry in entries
     }
-
-
-def converted_cache_path(source: str | os.PathLike[str], kind: str, suffix: str) -> Path:
-    """Where a model converted from ``source`` is cached, keyed by the source's sha256.
-
-    Another file under the same name gets another cache entry, so a conversion
-    is never reused for different weights. ``kind`` names the conversion (e.g.
-    ``"darknet-keras"``); bump it (``"darknet-keras-2"``) when the converter's
-    output changes. The folder is created; the caller writes the file itself,
-    preferably through ``shared.files.atomic_output``.
-    """
-    if not kind or not kind.replace("-", "").replace("_", "").isalnum():
-        raise ValueError(f"kind must be a simple name like 'darknet-keras', got {kind!r}")
-    source = Path(source)
-    if not source.is_file():
-        raise WeightsError(f"{source}: no such weights file to convert")
-    folder = cache_dir() / "converted" / kind
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{source.stem}-{file_digest(source)}{suffix}"

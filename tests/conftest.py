@@ -3,6 +3,8 @@
 Real weights and data live beside the checkout in ``../shared`` (read-only, present
 in CI). Tests that need them ask for these fixtures, which skip with a clear reason
 when the folder is absent. ``CONVNET_APPS_SHARED`` points elsewhere if needed.
+``CONVNET_APPS_REQUIRE_SHARED=1`` (set by ``.ci/run``) turns those skips into errors,
+so a CI run without the resources fails instead of passing on the tests that remain.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+REQUIRE_SHARED = "CONVNET_APPS_REQUIRE_SHARED"
+
+
 def _shared_resources() -> Path:
     return Path(os.environ.get("CONVNET_APPS_SHARED", REPO_ROOT.parent / "shared")).resolve()
 
@@ -26,7 +31,10 @@ def shared_dir() -> Path:
     """The read-only resources folder (weights, data, reference figures)."""
     path = _shared_resources()
     if not (path / "weights").is_dir():
-        pytest.skip(f"shared resources not found at {path} (set CONVNET_APPS_SHARED)")
+        reason = f"shared resources not found at {path} (set CONVNET_APPS_SHARED)"
+        if os.environ.get(REQUIRE_SHARED) == "1":
+            pytest.fail(f"{reason}; {REQUIRE_SHARED}=1 requires them", pytrace=False)
+        pytest.skip(reason)
     return path
 
 

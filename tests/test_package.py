@@ -1,6 +1,9 @@
 """The package installs with its data and keeps the import direction of DESIGN.md."""
 
 import ast
+import os
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -66,3 +69,59 @@ def test_test_files_have_unique_names():
     # pytest imports test modules by basename: two files with one name cannot both be collected.
     names = [path.name for path in (REPO_ROOT / "tests").rglob("test_*.py")]
     assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def test_plain_pytest_collects_as_python_m_pytest_does():
+    """The `pytest` script does not put the checkout on sys.path; without the `pythonpath`
+    setting `tests/apps` shadowed the `apps` package and collection failed."""
+    script = Path(sys.executable).with_name("pytest")
+    module = "tests/apps/car_detection/test_results.py"
+    done = subprocess.run(
+        [str(script), "--collect-only", "-q", "-p", "no:cacheprovider", module],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+
+
+MISSING_RESOURCES_TEST = """
+def test_needs_resources(shared_dir):
+    assert shared_dir.is_dir()
+"""
+
+
+def test_missing_shared_resources_fail_when_required(tmp_path):
+    """CI sets CONVNET_APPS_REQUIRE_SHARED=1: a run without ../shared is red, not skipped."""
+    (tmp_path / "test_needs_resources.py").write_text(MISSING_RESOURCES_TEST)
+    outcomes = {}
+    for required in ("", "1"):
+        environment = os.environ | {
+            "CONVNET_APPS_SHARED": str(tmp_path / "absent"),
+            "CONVNET_APPS_REQUIRE_SHARED": required,
+            "PYTHONPATH": str(REPO_ROOT / "tests"),
+        }
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "conftest",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:xdist",
+                str(tmp_path),
+            ],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        outcomes[required] = (done.returncode, done.stdout.strip().splitlines()[-1])
+    assert outcomes[""][0] == 0 and "1 skipped" in outcomes[""][1]
+    assert outcomes["1"][0] == 1 and "1 error" in outcomes["1"][1]

@@ -13,10 +13,19 @@ from pathlib import Path
 
 from apps.car_detection.network import DetectorNetwork, load_network
 from shared.errors import InputError
-from shared.weights import resolve_model
+from shared.weights import catalogue, resolve_model
 
 DEFAULT_MODEL = "yolo-fastest-1.1-xl"
 VEHICLE_CLASSES = ("car", "truck", "bus")
+
+
+def darknet_models() -> list[str]:
+    """The catalogue's detectors: the models listed with a Darknet .cfg and .weights."""
+    return sorted(
+        name
+        for name, entries in catalogue().items()
+        if {".cfg", ".weights"} <= {Path(entry.file).suffix for entry in entries}
+    )
 
 
 def darknet_files(
@@ -89,7 +98,11 @@ def load_model_and_names(
 
     ``size`` replaces the cfg's square input size (a multiple of the network's stride);
     ``runtime`` is ``openvino`` or ``tensorflow`` (None: OpenVINO where it works).
+    ``model`` may also be a ``.keras`` file written by ``detect-cars-train``: it carries its
+    own class names, anchors and input size.
     """
+    if model is not None and model.endswith(".keras"):
+        return load_trained(model, size, runtime)
     cfg_path, weights_path = darknet_files(model, cfg, weights)
     network = load_network(cfg_path, weights_path, size, runtime)
     labels = read_class_names(names)
@@ -99,3 +112,30 @@ def load_model_and_names(
             f"{source}: {len(labels)} class names but {cfg_path} predicts {network.classes} classes"
         )
     return network, labels
+
+
+def load_trained(
+    path: Path | str, size: int | None = None, runtime: str | None = None
+) -> tuple[DetectorNetwork, list[str]]:
+    """A ``detect-cars-train`` result as (network on ``runtime``, class names)."""
+    from apps.car_detection.network import GRAPH_VERSION
+    from apps.car_detection.yolo import load_task
+    from shared.runtime import load_model
+
+    if not Path(path).is_file():
+        raise InputError(f"{path}: model file not found")
+    try:
+        task = load_task(path)
+    except (TypeError, ValueError, OSError) as error:
+        raise InputError(f"{path}: not a model saved by detect-cars-train ({error})") from None
+    if size is not None and (size, size) != task.input_size:
+        width, height = task.input_size
+        raise InputError(f"{path}: trained at {width}x{height}; --size cannot change it")
+
+    def build():
+        darknet = task.detection_network()
+        facts = {"width": darknet.width, "height": darknet.height, "classes": darknet.classes}
+        return darknet.pixel_model(), facts
+
+    model = load_model(Path(path).stem, [path], f"{GRAPH_VERSION};trained", build, runtime)
+    return DetectorNetwork(model=model, **model.metadata), task.names

@@ -11,10 +11,31 @@ from urllib.parse import urlparse
 
 import click
 
+from apps.car_detection.catalogue import DEFAULT_MODEL, darknet_models
+from apps.car_detection.decode import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
+from apps.car_detection.tracker import TrackerSettings
 from apps.car_detection.tracking import MIN_TRACK_FRAMES, CountLine, Tracking
-from shared.cli import EXIT_INTERRUPTED, debug_option, progress, user_errors
+from shared.cli import (
+    EXIT_INTERRUPTED,
+    Command,
+    MultipleOf,
+    checked_option,
+    debug_option,
+    exist_ok_option,
+    progress,
+    user_errors,
+)
 from shared.errors import InputError
+from shared.files import refuse_to_replace
 from shared.runtime import RUNTIMES
+from shared.video import BROWSER_PLAYABLE_FOURCCS
+
+# Inference time grows with the square of the input size: 1280 is already 16 times the work
+# of the default 320, and --size 4000 ran at 0.1 frames/s (issue 11).
+MAX_SIZE = 1280
+# A batch holds this many frames at the network size and their outputs; beyond it memory
+# grows and speed does not (the work per frame is the same).
+MAX_BATCH = 256
 
 EXAMPLE = """\b
 Examples:
@@ -24,9 +45,6 @@ Examples:
   detect-cars 0 --output camera.mp4            # camera 0 until Ctrl-C
   detect-cars road.mp4 --track --count-line 0,0.6,1,0.6   # unique cars, count a line
 """
-
-
-DEFAULT_CONF = 0.25
 
 
 def default_output(source_kind: str, source_name: str) -> Path | None:
@@ -52,28 +70,47 @@ def _annotated_output(output: str | None, source_kind: str, source_name: str) ->
     return Path(output) if output else default_output(source_kind, source_name)
 
 
+class _ModelChoice(click.Choice):
+    """A catalogue detector by name, or a trained model's ``.keras`` file (any name)."""
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        if str(value).endswith(".keras"):
+            return value
+        return super().convert(value, param, ctx)
+
+
 def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     source = Path(source_name)
     if source.exists() and output.resolve() == source.resolve():
         raise InputError(f"{output}: refusing to overwrite the input; choose another --output")
 
 
-@click.command(epilog=EXAMPLE)
+@click.command(cls=Command, epilog=EXAMPLE)
 @click.argument("source")
-@click.option("--model", default=None, help="Catalogue model [default: yolo-fastest-1.1-xl].")
+@click.option(
+    "--model",
+    type=_ModelChoice(darknet_models()),
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="Catalogue detector (found or downloaded once), or a .keras file from detect-cars-train.",
+)
 @click.option("--cfg", type=click.Path(dir_okay=False), help="A Darknet .cfg (with --weights).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Darknet .weights for --cfg.")
 @click.option("--names", type=click.Path(dir_okay=False), help="Class names, one per line.")
-@click.option("--size", type=int, help="Network input size, a multiple of 32 [default: cfg's].")
+@click.option(
+    "--size",
+    type=MultipleOf(32, MAX_SIZE, "time grows with its square"),
+    help=f"Network input size, a multiple of 32 up to {MAX_SIZE} [default: the cfg's].",
+)
 @click.option(
     "--conf",
-    type=float,
+    type=click.FloatRange(0, 1, max_open=True),
     default=None,
-    help="Score threshold (obj x class) [default: 0.25; 0.1 with --track, whose second "
-    "association stage uses the weak detections].",
+    help=f"Score threshold (objectness x class probability) [default: {DEFAULT_CONF}; 0.1 with "
+    "--track, whose second association stage uses the weak detections].",
 )
-@click.option("--iou", default=0.45, show_default=True, help="NMS IoU threshold.")
-@click.option("--max-det", default=100, show_default=True, help="Most detections per frame.")
+@checked_option("--iou", DEFAULT_IOU, click.FloatRange(0, 1, min_open=True), "NMS IoU threshold.")
+@checked_option("--max-det", DEFAULT_MAX_DET, click.IntRange(min=1), "Most detections per frame.")
 @click.option(
     "--classes",
     default="vehicles",
@@ -92,10 +129,14 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     default=None,
     help="Inference runtime [default: openvino where it works, else tensorflow].",
 )
-@click.option("--batch", default=8, show_default=True, help="Frames per inference batch.")
-@click.option("--vid-stride", default=1, show_default=True, help="Infer every N-th frame.")
+@checked_option("--batch", 8, click.IntRange(1, MAX_BATCH), "Frames per inference batch.")
+@checked_option("--vid-stride", 1, click.IntRange(min=1), "Infer every N-th frame.")
 @click.option("--output", "-o", type=click.Path(), help="Annotated video, image or folder.")
-@click.option("--detections", type=click.Path(), help="JSON lines, one per frame ('-': stdout).")
+@click.option(
+    "--detections",
+    type=click.Path(),
+    help="JSON lines, one per frame ('-': stdout; the summary then goes to stderr).",
+)
 @click.option("--csv", "csv_path", type=click.Path(), help="CSV, one row per detection.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--no-draw", is_flag=True, help="Write no annotated video or images.")
@@ -108,18 +149,18 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     help="Count tracks crossing this line, per direction and class (pixels, or fractions of "
     "the frame from 0 to 1); implies --track.",
 )
-@click.option(
+@checked_option(
     "--min-track-frames",
-    type=int,
-    default=MIN_TRACK_FRAMES,
-    show_default=True,
-    help="Frames a track must span to count as a vehicle in the summary.",
+    MIN_TRACK_FRAMES,
+    click.IntRange(min=1),
+    "Frames a track must be seen in to count as a vehicle in the summary.",
 )
+@exist_ok_option
 @debug_option
 @user_errors
 def main(
     source: str,
-    model: str | None,
+    model: str,
     cfg: str | None,
     weights: str | None,
     names: str | None,
@@ -140,6 +181,7 @@ def main(
     track: bool,
     count_line: str | None,
     min_track_frames: int,
+    exist_ok: bool,
     debug: bool,
 ) -> None:
     """Detect cars (and other COCO objects) in SOURCE: a video file, an image,
@@ -154,17 +196,39 @@ def main(
 
     if detections == "-" and as_json:
         raise InputError("--detections - and --json both write to stdout; choose one")
-    tracking = None
-    if track or count_line:
-        line = CountLine.parse(count_line) if count_line else None
-        tracking = Tracking(line=line, min_frames=min_track_frames)
+    track = track or count_line is not None
+    line = CountLine.parse(count_line) if count_line else None
     if conf is None:
-        conf = tracking.settings.low if tracking else DEFAULT_CONF
-    # The source first, before the model loads: a dead camera or stream fails at once.
+        conf = TrackerSettings.low if track else DEFAULT_CONF
+    # The source and the outputs first, before the model loads: a dead camera, a missing
+    # image or an output that cannot be written fails at once.
     opened = open_source(source, prefetch=2 * batch)
     sinks = []
     outputs: dict[str, str] = {}
+    video_sink = None
+    tracking = None
     try:
+        if track:
+            tracking = Tracking(line=line, min_frames=min_track_frames, fps=opened.fps)
+        annotated = None if no_draw else _annotated_output(output, opened.kind, opened.name)
+        for path in (annotated, detections if detections != "-" else None, csv_path):
+            if path is not None:
+                _refuse_overwriting_input(Path(path), opened.name)  # even with --exist-ok
+                refuse_to_replace(path, exist_ok)
+        if annotated is not None:
+            if opened.kind in ("folder", "image"):
+                sinks.append(AnnotatedImageSink(annotated, folder=opened.kind == "folder"))
+            else:
+                video_sink = AnnotatedVideoSink(annotated, opened.fps, opened.width, opened.height)
+                sinks.append(video_sink)
+            outputs["annotated"] = str(annotated)
+        if detections:
+            sinks.append(JsonLinesSink(detections))
+            outputs["detections"] = detections
+        if csv_path:
+            sinks.append(CsvSink(csv_path, tracked=tracking is not None))
+            outputs["csv"] = csv_path
+
         from apps.car_detection.detector import load_detector
 
         detector = load_detector(
@@ -180,23 +244,6 @@ def main(
             multi_label=multi_label,
             runtime=runtime,
         )
-        annotated = None if no_draw else _annotated_output(output, opened.kind, opened.name)
-        if annotated is not None:
-            _refuse_overwriting_input(annotated, opened.name)
-            if opened.kind == "folder":
-                annotated.mkdir(parents=True, exist_ok=True)
-                sinks.append(AnnotatedImageSink(annotated, folder=True))
-            elif opened.kind == "image":
-                sinks.append(AnnotatedImageSink(annotated, folder=False))
-            else:
-                sinks.append(AnnotatedVideoSink(annotated, opened.fps, opened.width, opened.height))
-            outputs["annotated"] = str(annotated)
-        if detections:
-            sinks.append(JsonLinesSink(detections))
-            outputs["detections"] = detections
-        if csv_path:
-            sinks.append(CsvSink(csv_path, tracked=tracking is not None))
-            outputs["csv"] = csv_path
     except BaseException as error:
         for sink in sinks:
             sink.close(error)
@@ -213,11 +260,22 @@ def main(
             on_frame=lambda _result: bar.update(1),
             tracking=tracking,
         )
-    summary.outputs = outputs
+    # An output closed before its first frame was never written: do not name it.
+    summary.outputs = {
+        kind: path for kind, path in outputs.items() if path == "-" or Path(path).exists()
+    }
+    if video_sink is not None and video_sink.fourcc not in BROWSER_PLAYABLE_FOURCCS:
+        summary.warnings.append(
+            f"{outputs['annotated']}: written as '{video_sink.fourcc}' (MPEG-4 Part 2): this "
+            "OpenCV build has no H.264 encoder, so desktop players show it but browsers do not"
+        )
+    for warning in summary.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(summary.to_dict()))
-    elif detections != "-":
-        click.echo(render_summary(summary.to_dict()))
+    else:
+        # With --detections - the JSON lines own standard output.
+        click.echo(render_summary(summary.to_dict()), err=detections == "-")
     if summary.interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
 
@@ -233,7 +291,8 @@ def render_summary(summary: dict) -> str:
         lines.append("  nothing detected")
     for label, count in summary["detections"].items():
         most = summary["most_at_once"][label]
-        at_once = f"at most {most['count']} at once (frame {most['frame']})"
+        where = most.get("image") or f"frame {most['frame']}"
+        at_once = f"at most {most['count']} at once ({where})"
         lines.append(f"  {label}: {count} detections, {at_once}")
     if "tracking" in summary:
         lines.extend(_render_tracking(summary["tracking"]))

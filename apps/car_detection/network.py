@@ -55,5 +55,5 @@ def load_network(
 
     name = f"{Path(cfg).stem}-{size or 'cfg'}"
     variant = f"{GRAPH_VERSION};size={size or 'cfg'}"
-    model = load_model(name, [cfg, weights], variant, build, runtime)
+    model = load_model(name, [cfg, weights], variant, build, runtime, hint="throughput")
     return DetectorNetwork(model=model, **model.metadata)

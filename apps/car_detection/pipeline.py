@@ -70,7 +70,12 @@ def open_source(text: str, prefetch: int = 16) -> Source:
             )
         return Source(str(path), "folder", _image_frames(images, path), len(images))
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return Source(str(path), "image", _image_frames([path], None), 1)
+        # Read now, not when the first frame is wanted: a missing or corrupt image fails
+        # before any model is loaded, as a bad video does.
+        rgb = read_image(path)
+        height, width = rgb.shape[:2]
+        frame = Frame(0, None, path.name, rgb)
+        return Source(str(path), "image", iter([frame]), 1, width=width, height=height)
     source = parse_source(text)
     reader = VideoReader(source, prefetch=prefetch)
     kind = "camera" if isinstance(source, int) else "stream" if "://" in str(source) else "video"
@@ -143,6 +148,7 @@ class Summary:
     most_at_once: dict[str, dict[str, int]] = field(default_factory=dict)
     interrupted: bool = False
     outputs: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
     tracking: dict | None = None  # ``Tracking.summary()`` with --track
 
     @property
@@ -155,7 +161,9 @@ class Summary:
             self.detections[label] = self.detections.get(label, 0) + count
             best = self.most_at_once.get(label)
             if best is None or count > best["count"]:
-                self.most_at_once[label] = {"count": count, "frame": result.frame}
+                # A folder's frames are its images: name the file, not "frame 3".
+                where = {"image": result.image} if result.image is not None else {}
+                self.most_at_once[label] = {"count": count, "frame": result.frame, **where}
 
     def to_dict(self) -> dict:
         return {
@@ -168,6 +176,7 @@ class Summary:
             "most_at_once": dict(sorted(self.most_at_once.items())),
             "interrupted": self.interrupted,
             "outputs": self.outputs,
+            "warnings": self.warnings,
         } | ({} if self.tracking is None else {"tracking": self.tracking})
 
 
@@ -215,4 +224,18 @@ def run(
     summary.seconds = time.perf_counter() - started
     if tracking is not None:
         summary.tracking = tracking.summary()
+    if not summary.interrupted and _cut_short(summary.frames, source.frame_count):
+        summary.warnings.append(
+            f"{source.name}: decoded {summary.frames} of the {source.frame_count} frames the "
+            "file declares; it may be truncated or damaged"
+        )
     return summary
+
+
+def _cut_short(decoded: int, declared: int | None) -> bool:
+    """Whether a video ended well before the frame count its container declares.
+
+    Containers' counts can be off by a frame or two for some codecs (``VideoReader``), so
+    only a shortfall beyond that, and beyond 1 % of a long video, counts.
+    """
+    return declared is not None and declared - decoded > max(2, declared // 100)

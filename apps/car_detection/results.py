@@ -102,15 +102,20 @@ class FrameResult:
 
     def draw(self, rgb: np.ndarray) -> np.ndarray:
         """A copy of ``rgb`` with this frame's boxes, labels and scores drawn on it
-        (with ``--track``: ``#id`` before the label, trails and the counting line)."""
+        (with ``--track``: ``#id`` before the label, trails and the counting line).
+
+        The best detections are drawn last, on top; each class keeps its colour.
+        """
+        weakest_first = sorted(self.detections, key=lambda detection: detection.score)
         canvas = draw_boxes(
             rgb,
-            [detection.box for detection in self.detections],
+            [detection.box for detection in weakest_first],
             [
                 ("" if detection.track is None else f"#{detection.track} ")
                 + f"{detection.label} {detection.score:.2f}"
-                for detection in self.detections
+                for detection in weakest_first
             ],
+            colour_keys=[detection.class_id for detection in weakest_first],
         )
         for track, points in self.trails.items():
             draw_polyline(canvas, points, track_colour(track))

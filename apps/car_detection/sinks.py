@@ -21,7 +21,7 @@ from typing import IO, Protocol
 import numpy as np
 
 from apps.car_detection.results import CSV_HEADER, TRACKED_CSV_HEADER, FrameResult
-from shared.files import atomic_output
+from shared.files import atomic_output, require_parent_folder
 from shared.images import write_image
 from shared.video import VideoWriter
 
@@ -92,6 +92,7 @@ class AnnotatedVideoSink:
 
     def __init__(self, path: Path, fps: float, width: int, height: int) -> None:
         self._writer = VideoWriter(path, fps, width, height)
+        self.fourcc = self._writer.fourcc  # the codec this OpenCV build could encode
 
     def write(self, rgb: np.ndarray, result: FrameResult, inferred: bool) -> None:
         self._writer.write(result.draw(rgb))
@@ -102,16 +103,23 @@ class AnnotatedVideoSink:
 
 
 class AnnotatedImageSink:
-    """Annotated copies of images: one file, or a folder keeping the input names."""
+    """Annotated copies of images: one file, or a folder keeping the input names.
+
+    The folder is made with its first image, so a run that fails or is interrupted before
+    any leaves nothing behind.
+    """
 
     def __init__(self, path: Path, folder: bool) -> None:
+        require_parent_folder(path)
         self.path = path
         self.folder = folder
 
     def write(self, rgb: np.ndarray, result: FrameResult, inferred: bool) -> None:
-        target = (
-            self.path / (result.image or f"{result.frame:06d}.jpg") if self.folder else self.path
-        )
+        if self.folder:
+            self.path.mkdir(exist_ok=True)
+            target = self.path / (result.image or f"{result.frame:06d}.jpg")
+        else:
+            target = self.path
         write_image(target, result.draw(rgb))
 
     def close(self, error: BaseException | None = None) -> None:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from apps.car_detection.pipeline import Frame
 
 MIN_TRACK_FRAMES = 10
-"""A track counts as a vehicle in the summary if it lived this many source frames (K)."""
+"""A track counts as a vehicle in the summary if it was seen in this many source frames (K)."""
 
 Point = tuple[float, float]
 
@@ -125,11 +125,12 @@ class Tracking:
     settings: TrackerSettings = field(default_factory=TrackerSettings)
     line: CountLine | None = None
     min_frames: int = MIN_TRACK_FRAMES
+    fps: float | None = None  # the source's frame rate; lost tracks wait a time, not frames
 
     def __post_init__(self) -> None:
         if self.min_frames < 1:
             raise InputError(f"--min-track-frames must be at least 1, got {self.min_frames}")
-        self.tracker = ByteTracker(self.settings)
+        self.tracker = ByteTracker(self.settings, self.fps)
         self.counter: LineCounter | None = None
 
     def follow(self, stream: Iterator[tuple[Frame, FrameResult, bool]]):

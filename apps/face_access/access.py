@@ -23,9 +23,7 @@ import numpy as np
 from apps.face_access.decision import (
     DEFAULT_CONSECUTIVE_FRAMES,
     DEFAULT_COOLDOWN_SECONDS,
-    DEFAULT_MARGIN,
     DEFAULT_MAX_DENIALS,
-    DEFAULT_THRESHOLD,
     DEFAULT_WINDOW_SECONDS,
     ConsecutiveMatch,
     Decision,
@@ -35,8 +33,8 @@ from apps.face_access.decision import (
 )
 from apps.face_access.store import FaceStore, clean_name
 from shared.errors import InputError, UserError
-from shared.files import sha256_file
-from shared.images import read_image
+from shared.files import hash_file
+from shared.images import list_images, read_image
 
 if TYPE_CHECKING:  # the pipeline loads TensorFlow; face-admin needs none of it
     from apps.face_access.pipeline import FacePipeline
@@ -48,12 +46,13 @@ if TYPE_CHECKING:  # the pipeline loads TensorFlow; face-admin needs none of it
 # - nearer to another enrolled person than T (and than to the person's own photos): at the door
 #   it would be granted as that other person;
 # - farther than FAR_FROM_OWN_FACTOR x T from every photo of the person (the ones already
-#   enrolled and the others given in the same command). Measured on AT&T with the default model
-#   (T = 0.31, so 0.403): over 200 random enrolments of each of the 40 people with 1, 2, 3 or 5
-#   photos (32,000 cases), a further genuine photo lies farther than that in 0.4 % of cases and
-#   another person's photo nearer in 1.9 %; all AT&T pairs: genuine 99th percentile 0.403,
-#   impostor 1st percentile 0.398. Genuine and impostor distances overlap (genuine up to 0.49,
-#   impostors from 0.315), so the rule is a guard against mistakes and ``force`` overrides it.
+#   enrolled and the others given in the same command). Measured on AT&T over 200 random
+#   enrolments of each of the 40 people with 1, 2, 3 or 5 photos (32,000 cases each): a
+#   further genuine photo lies farther than that / another person's photo nearer than that in
+#   - dlib (T = 0.31, limit 0.403): 0.4 % / 1.9 % (genuine and impostor distances overlap:
+#     genuine up to 0.49, impostors from 0.315);
+#   - SFace (T = 0.95, limit 1.235): 0.2 % / 7.6 % (genuine up to 1.39, impostors from 1.03).
+#   The rule guards against mistakes, not attacks, and ``force`` overrides it.
 FAR_FROM_OWN_FACTOR = 1.3
 
 
@@ -94,25 +93,28 @@ def collect_faces(
     touches (or creates) a database.
     """
     report = EnrolReport(clean_name(name))  # before the models run, not after
+    chips = []
     for source, image in images:
         try:
             if isinstance(image, Path):
-                rgb, sha256 = read_image(image), sha256_file(image)
+                rgb, sha256 = read_image(image), hash_file(image)
             else:
                 rgb = image
                 sha256 = hashlib.sha256(np.ascontiguousarray(image)).hexdigest()
-            found = pipeline.face_vector(rgb, source, largest=largest)
+            face, chip, _ = pipeline.usable_chip(rgb, source, largest=largest)
         except InputError as err:
             report.rejected.append(str(err))
             continue
-        report.vectors.append(found.vector)
-        report.scores.append(found.face.score)
+        chips.append(chip)
+        report.scores.append(face.score)
         report.digests.append(sha256)
         report.enrolled.append(source)
-        if limit is not None and len(report.vectors) == limit:
+        if limit is not None and len(chips) == limit:
             break
-    if not report.vectors:
+    if not chips:
         raise InputError(f"no usable face to enrol {report.name!r}: " + "; ".join(report.rejected))
+    # A person's faces in one batch: one network call instead of one per photo.
+    report.vectors = list(pipeline.embedder.embed(np.stack(chips)))
     return report
 
 
@@ -165,6 +167,25 @@ def enrolment_conflicts(
     return conflicts
 
 
+def door_threshold(store: FaceStore, pipeline: FacePipeline, given: float | None = None) -> float:
+    """The distance under which the door grants: ``given`` (``--threshold``), else the one
+    stored in the database for this model (``face-eval --recommend-threshold --db``), else
+    the model's own (``EmbedderSpec.threshold``); InputError when there is none at all."""
+    if given is not None:
+        return given
+    spec = pipeline.embedder.spec
+    stored = store.threshold(spec.model_id)
+    if stored is not None:
+        return stored
+    if spec.threshold is None:
+        raise InputError(
+            f"{spec.name}: the model carries no threshold; choose one on your own photos with "
+            f"face-eval PHOTOS --model {spec.name} --recommend-threshold --db {store.path} "
+            "(or give --threshold)"
+        )
+    return spec.threshold
+
+
 def add_faces(
     store: FaceStore,
     pipeline: FacePipeline,
@@ -172,13 +193,15 @@ def add_faces(
     *,
     replace: bool = False,
     force: bool = False,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
 ) -> EnrolReport:
     """Store the faces ``collect_faces`` found, unless a photo seems to show someone else.
 
     Such a photo (``enrolment_conflicts``) refuses the whole enrolment with InputError, so
-    nothing half-done is stored; ``force`` stores it anyway. ``threshold`` is the door's.
+    nothing half-done is stored; ``force`` stores it anyway. ``threshold`` is the door's
+    (None: ``door_threshold``).
     """
+    threshold = door_threshold(store, pipeline, threshold)
     if not force:
         conflicts = enrolment_conflicts(
             store, report, pipeline.model_id, threshold, replace=replace
@@ -209,7 +232,7 @@ def enrol(
     replace: bool = False,
     limit: int | None = None,
     force: bool = False,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
 ) -> EnrolReport:
     """Enrol ``name`` from ``(source, image)`` pairs: ``collect_faces`` then ``add_faces``.
 
@@ -218,6 +241,47 @@ def enrol(
     """
     report = collect_faces(pipeline, name, images, largest=largest, limit=limit)
     return add_faces(store, pipeline, report, replace=replace, force=force, threshold=threshold)
+
+
+def person_folders(root: Path) -> list[Path]:
+    """The subfolders of ``root`` (one per person, named after them), sorted; InputError if none."""
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder (one subfolder of photos per person expected)")
+    folders = sorted(path for path in root.iterdir() if path.is_dir())
+    if not folders:
+        raise InputError(f"{root}: no subfolders (one subfolder of photos per person expected)")
+    return folders
+
+
+def enrol_folders(
+    store: FaceStore,
+    pipeline: FacePipeline,
+    folders: Iterable[Path],
+    *,
+    largest: bool = False,
+    replace: bool = False,
+    force: bool = False,
+) -> Iterator[tuple[str, EnrolReport | None, str | None]]:
+    """Enrol each folder's photos under the folder's name, one person at a time.
+
+    Yields ``(name, report, None)`` for a person enrolled and ``(name, None, reason)`` for one
+    who was not (no usable photo, or a photo that looks like someone else: see ``add_faces``).
+    Each person is written in one transaction (``enrol``), so an interruption or a refused
+    person leaves nobody half-enrolled.
+    """
+    for folder in folders:
+        photos = sorted(list_images(folder), key=lambda path: path.name)
+        try:
+            if not photos:
+                raise InputError(f"{folder}: no image files")
+            sources = ((str(photo), photo) for photo in photos)
+            report = enrol(
+                store, pipeline, folder.name, sources, largest=largest, replace=replace, force=force
+            )
+        except InputError as err:
+            yield folder.name, None, str(err)
+            continue
+        yield folder.name, report, None
 
 
 @dataclass
@@ -277,8 +341,8 @@ class DoorChecker:
         store: FaceStore,
         pipeline: FacePipeline,
         *,
-        threshold: float = DEFAULT_THRESHOLD,
-        margin: float = DEFAULT_MARGIN,
+        threshold: float | None = None,
+        margin: float | None = None,
         max_denials: int = DEFAULT_MAX_DENIALS,
         window: float = DEFAULT_WINDOW_SECONDS,
         cooldown: float = DEFAULT_COOLDOWN_SECONDS,
@@ -286,8 +350,10 @@ class DoorChecker:
     ):
         self.store = store
         self.pipeline = pipeline
-        self.threshold = threshold
-        self.margin = margin
+        # None: the embedder's own defaults (each model has its distance scale).
+        spec = pipeline.embedder.spec
+        self.threshold = door_threshold(store, pipeline, threshold)
+        self.margin = spec.margin if margin is None else margin
         self.lockout = DenialLockout(max_denials, window, cooldown)
         self.clock = clock
         self.gallery = GalleryIndex(*store.gallery(pipeline.model_id))

@@ -1,5 +1,11 @@
 """Face alignment: a similarity transform from 5 landmarks onto the embedder's chip template.
 
+Two kinds of chip. SFace and MobileFaceNet were trained on the ArcFace (insightface) chip:
+112x112, YuNet's 5 points (eyes, nose tip, mouth corners) sent to ``ARCFACE_TEMPLATE`` by
+a least-squares similarity and sampled bilinearly (``warp_face``, what OpenCV's
+``FaceRecognizerSF.alignCrop`` and insightface's ``norm_crop`` do). dlib's ResNet needs
+dlib's own chip (``align_face``), described next.
+
 The dlib face ResNet was trained on chips cut by dlib's ``get_face_chip(img, shape, 150,
 0.25)``: a least-squares similarity transform (rotation, uniform scale, translation) from
 5 landmarks to fixed positions in a 150x150 chip. dlib's 5 points are the outer and inner
@@ -52,6 +58,19 @@ YUNET_CHIP_TEMPLATE = np.array(
         [98.02, 99.23],
     ]
 )
+
+
+# The standard ArcFace 5-point template in 112x112 chip pixels (insightface), in YuNet's order.
+ARCFACE_TEMPLATE = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ]
+)
+ARCFACE_CHIP_SIZE = 112
 
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -110,6 +129,23 @@ def align_face(
     )
     # dlib casts the interpolated value to uint8 by truncation, not rounding.
     return np.floor(sampled).astype(np.uint8)
+
+
+def warp_face(
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    template: np.ndarray = ARCFACE_TEMPLATE,
+    size: int = ARCFACE_CHIP_SIZE,
+) -> np.ndarray:
+    """The ``size`` x ``size`` chip whose ``template`` points land on ``landmarks``.
+
+    Plain bilinear sampling through the fitted transform, pixels outside the image black:
+    the ArcFace chip the SFace and MobileFaceNet embedders were trained on.
+    """
+    to_chip = similarity_transform(landmarks, template)
+    return cv2.warpAffine(
+        image, to_chip, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+    )
 
 
 def fit_template(

@@ -15,25 +15,35 @@ from pathlib import Path
 import click
 
 from apps.face_access import decision
-from apps.face_access.access import DoorChecker, add_faces, collect_faces, run_on_grant
+from apps.face_access.access import (
+    DoorChecker,
+    add_faces,
+    collect_faces,
+    enrol_folders,
+    person_folders,
+    run_on_grant,
+)
 from apps.face_access.admin_cli import db_option
-from apps.face_access.store import FaceStore
+from apps.face_access.models import SPECS, EmbedderSpec, move_hint, resolve_model
+from apps.face_access.store import FaceStore, default_db_path
 from shared.cli import (
     EXIT_BAD_INPUT,
     EXIT_NEGATIVE,
     EXIT_OK,
     checked_option,
     debug_option,
+    progress,
     quiet_tensorflow,
     user_errors,
 )
 from shared.errors import InputError
 
-weights_option = click.option(
-    "--weights",
-    type=click.Path(dir_okay=False, path_type=Path),
+model_option = click.option(
+    "--model",
     default=None,
-    help="dlib_face_recognition_resnet_model_v1.dat (default: found by the weights resolver).",
+    metavar="sface|mobilefacenet|dlib|PATH",
+    help="Face embedder, or the path of its weights file [default: the database's own model; "
+    "sface for a new database].",
 )
 detector_option = click.option(
     "--detector-model",
@@ -55,37 +65,45 @@ _SECONDS = click.FloatRange(min=0)
 _DISTANCE = click.FloatRange(min=0, max=2)
 
 
-model_option = click.option(
-    "--model",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="A face embedder trained by face-train (.keras) [default: dlib's face ResNet]. "
-    "Its embeddings are stored under its own model id, never compared with another model's.",
-)
+def _enrolled_models(db: Path | None) -> list[str]:
+    """The models of an existing database's embeddings (none for a database still to make)."""
+    path = db if db is not None else default_db_path()
+    if not path.is_file() or path.stat().st_size == 0:
+        return []
+    with FaceStore(path, create=False) as store:
+        return store.model_ids()
+
+
+def _open_pipeline(
+    enrolled: list[str], db: Path | None, model: str | None, detector_model: Path | None
+):
+    """The pipeline of the database's model (or ``--model``); refuses to mix two models."""
+    database = db if db is not None else default_db_path()
+    spec, weights = resolve_model(model, enrolled, database)
+    if model is None and enrolled:
+        hint = move_hint(spec, database)
+        if hint:
+            click.echo(hint, err=True)
+    return _load_pipeline(spec, weights, detector_model)
+
+
+def _per_model(name: str, help_text: str, first: str = ""):
+    """A distance option whose default is the embedder spec's, listed per model in --help."""
+    defaults = ", ".join(f"{s.name} {getattr(s, name[2:])}" for s in SPECS.values())
+    return click.option(
+        name, type=_DISTANCE, default=None, help=f"{help_text} [default: {first}{defaults}]."
+    )
 
 
 @functools.cache
-def _load_pipeline(weights: Path | None, detector_model: Path | None, model: Path | None = None):
-    """Load the models once per process (commands called from Python reuse them).
-
-    The one place an embedder is chosen: ``model`` (a ``face-train`` file) or dlib's
-    ResNet (``weights``: its ``.dat``).
-    """
+def _load_pipeline(spec: EmbedderSpec, weights: Path | None, detector_model: Path | None):
+    """Load the models once per process (commands called from Python reuse them)."""
     quiet_tensorflow()
     from apps.face_access.detection import FaceDetector
+    from apps.face_access.embedding import FaceEmbedder
     from apps.face_access.pipeline import FacePipeline
 
-    if model is not None:
-        if weights is not None:
-            raise InputError("give --model or --weights, not both")
-        from apps.face_access.face_model import TrainedEmbedder
-
-        embedder = TrainedEmbedder(model)
-    else:
-        from apps.face_access.embedding import FaceEmbedder
-
-        embedder = FaceEmbedder(weights or "dlib")
-    return FacePipeline(FaceDetector(detector_model), embedder)
+    return FacePipeline(FaceDetector(detector_model), FaceEmbedder(spec, weights))
 
 
 def _camera_frames(source: str, max_frames: int | None):
@@ -100,11 +118,19 @@ def _camera_frames(source: str, max_frames: int | None):
 
 @click.command(
     epilog="Example: face-enroll alice alice1.jpg alice2.jpg alice3.jpg\n\n"
-    "         face-enroll bob --camera 0 --frames 5"
+    "         face-enroll bob --camera 0 --frames 5\n\n"
+    "         face-enroll --from-folders staff/   (staff/alice/*.jpg, staff/bob/*.jpg, ...)"
 )
-@click.argument("name")
+@click.argument("name", required=False)
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @camera_option
+@click.option(
+    "--from-folders",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Enrol everyone at once: one subfolder of photos per person, named after them.",
+)
 @checked_option("--frames", 5, _POSITIVE, "Faces to take from the camera.")
 @click.option("--largest", is_flag=True, help="Take the largest face of an image with several.")
 @click.option("--replace", is_flag=True, help="Forget NAME's earlier enrolment first.")
@@ -116,7 +142,6 @@ def _camera_frames(source: str, max_frames: int | None):
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @db_option
 @model_option
-@weights_option
 @detector_option
 @debug_option
 @user_errors
@@ -124,6 +149,7 @@ def enroll_command(
     name,
     images,
     camera,
+    from_folders,
     frames,
     largest,
     replace,
@@ -131,21 +157,28 @@ def enroll_command(
     as_json,
     db,
     model,
-    weights,
     detector_model,
     debug,
 ):
-    """Enrol NAME from photos (each with exactly one usable face) or from a camera.
+    """Enrol NAME from photos (each with exactly one usable face) or from a camera, or
+    everyone of a folder with one subfolder per person (--from-folders).
 
     A photo nearer to another enrolled person than the door's threshold, or far from NAME's
     other photos, refuses the enrolment (exit 2) unless --force is given.
     """
+    if from_folders is not None:
+        if name or camera:
+            raise InputError("--from-folders takes the names from the folders: give no NAME")
+        _enrol_folders(from_folders, largest, replace, force, as_json, db, model, detector_model)
+        return
+    if name is None:
+        raise InputError("give the person's NAME (or --from-folders DIR)")
     if bool(images) == bool(camera):
         raise InputError("give either image files or --camera, not both or neither")
     # The database is opened once there is something to store: a failed enrolment leaves no
     # new file behind. Its path is checked first, so a mistyped --db costs no model load.
     FaceStore.check_location(db)
-    pipeline = _load_pipeline(weights, detector_model, model)
+    pipeline = _open_pipeline(_enrolled_models(db), db, model, detector_model)
     with contextlib.ExitStack() as stack:
         if camera is not None:
             # Each frame is judged once; at most 20 frames per face wanted.
@@ -157,9 +190,7 @@ def enroll_command(
         limit = frames if camera is not None else None
         report = collect_faces(pipeline, name, sources, largest=largest, limit=limit)
     with FaceStore(db) as store:
-        # The door's threshold: the one stored by face-eval --db, else the default.
-        threshold = store.threshold(pipeline.model_id) or decision.DEFAULT_THRESHOLD
-        add_faces(store, pipeline, report, replace=replace, force=force, threshold=threshold)
+        add_faces(store, pipeline, report, replace=replace, force=force)
     if camera is not None and report.rejected:
         click.echo(f"skipped {len(report.rejected)} frame(s) without a usable face", err=True)
     else:
@@ -171,6 +202,40 @@ def enroll_command(
         click.echo(f"enrolled {report.name}: {len(report.enrolled)} face(s)")
 
 
+def _enrol_folders(root, largest, replace, force, as_json, db, model, detector_model) -> None:
+    """Bulk enrolment: a progress bar, a line per person, exit 2 if anyone was not enrolled."""
+    folders = person_folders(root)  # checked before the models load
+    FaceStore.check_location(db)
+    pipeline = _open_pipeline(_enrolled_models(db), db, model, detector_model)
+    refused = []
+    with (
+        FaceStore(db) as store,
+        progress(total=len(folders), desc="enrolling", unit="person") as bar,
+    ):
+        people = enrol_folders(
+            store, pipeline, folders, largest=largest, replace=replace, force=force
+        )
+        for name, report, reason in people:
+            bar.update(1)
+            if report is None:
+                refused.append(name)
+                if as_json:
+                    click.echo(json.dumps({"name": name, "enrolled": [], "error": reason}))
+                else:
+                    bar.write(f"not enrolled {name}: {reason}", file=sys.stderr)
+                continue
+            if as_json:
+                click.echo(json.dumps(report.to_dict()))
+                continue
+            for rejected in report.rejected:
+                bar.write(f"rejected: {rejected}", file=sys.stderr)
+            click.echo(f"enrolled {report.name}: {len(report.enrolled)} face(s)")
+    enrolled = len(folders) - len(refused)
+    click.echo(f"{enrolled} of {len(folders)} people enrolled", err=True)
+    if refused:
+        sys.exit(EXIT_BAD_INPUT)
+
+
 @click.command(
     epilog="Example: face-check visitor.jpg   (GRANTED alice (distance 0.214), exit 0)\n\n"
     "         face-check --camera 0 --on-grant 'relay-open --seconds 3'"
@@ -178,19 +243,13 @@ def enroll_command(
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @camera_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per decision.")
-@click.option(
+@_per_model(
     "--threshold",
-    type=_DISTANCE,
-    default=None,
-    help="Largest distance granted. [default: the database's own threshold, set by "
-    f"face-eval --recommend-threshold --db, else {decision.DEFAULT_THRESHOLD}]",
+    "Largest distance granted",
+    "the database's own for its model, stored by face-eval --recommend-threshold --db; else "
+    "a face-train model's own, ",
 )
-@checked_option(
-    "--margin",
-    decision.DEFAULT_MARGIN,
-    _DISTANCE,
-    "How much nearer than the second person the best must be.",
-)
+@_per_model("--margin", "How much nearer than the second person the best must be")
 @checked_option(
     "--consecutive",
     decision.DEFAULT_CONSECUTIVE_FRAMES,
@@ -227,7 +286,6 @@ def enroll_command(
 )
 @db_option
 @model_option
-@weights_option
 @detector_option
 @debug_option
 @user_errors
@@ -245,7 +303,6 @@ def check_command(
     cooldown,
     db,
     model,
-    weights,
     detector_model,
     debug,
 ):
@@ -257,12 +314,9 @@ def check_command(
         raise InputError("give either image files or --camera, not both or neither")
     # Never created here: checking against a mistyped --db is reported, not an empty door.
     with FaceStore(db, create=False) as store:
-        pipeline = _load_pipeline(weights, detector_model, model)
-        if threshold is None:
-            threshold = store.threshold(pipeline.model_id) or decision.DEFAULT_THRESHOLD
         checker = DoorChecker(
             store,
-            pipeline,
+            _open_pipeline(store.model_ids(), store.path, model, detector_model),
             threshold=threshold,
             margin=margin,
             max_denials=max_denials,

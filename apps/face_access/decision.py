@@ -37,18 +37,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-# Defaults for unit-length embeddings (the embedder normalises dlib's descriptors),
-# chosen on AT&T only (glint is kept for the final figures), by the development protocol
-# of the README ("Choosing the defaults"): 200 random splits of AT&T's 40 people into 20
-# enrolled (2, 3 or 5 random photos each) and 20 impostors, the full pipeline. The nearest
-# impostor over all 200 splits (40,000 impostor probes) came at 0.315 for every enrolment
-# size; at 0.31 none is granted and the genuine probes are granted at a mean rate of 0.960
-# (2 photos), 0.973 (3) and 0.981 (5). The earlier 0.33, fitted to the one fixed split
-# (nearest impostor 0.337), granted impostors in a third to a half of the random splits.
-# The margin costs 0.1 to 0.2 points of TAR at 0.31 and removes the wrong-person grants
-# that appear as the threshold loosens (3 of 32,000 genuine probes at 0.33 with 2 photos).
-DEFAULT_THRESHOLD = 0.31
-DEFAULT_MARGIN = 0.05
+# The threshold and margin depend on the embedder: see ``EmbedderSpec`` in ``models``.
 # Door lockout: this many denials within the window refuse checks for the cooldown.
 DEFAULT_MAX_DENIALS = 5
 DEFAULT_WINDOW_SECONDS = 60.0
@@ -281,8 +270,8 @@ def _one_blas_thread():
 def decide(
     index: GalleryIndex,
     probe: np.ndarray,
-    threshold: float = DEFAULT_THRESHOLD,
-    margin: float = DEFAULT_MARGIN,
+    threshold: float,
+    margin: float,
 ) -> Decision:
     """Grant or deny one probe embedding against the gallery (rule in the module docstring)."""
     found = index.nearest(probe)

@@ -7,24 +7,17 @@ threshold): parse, call, render.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import click
 import numpy as np
 
-from apps.face_access import decision
-from apps.face_access.cli import detector_option, model_option, weights_option
-from shared.cli import debug_option, progress, quiet_tensorflow, user_errors
+from apps.face_access.cli import _enrolled_models, _load_pipeline, detector_option, model_option
+from apps.face_access.models import resolve_model, spec_for_model_id
+from shared.cli import debug_option, progress, user_errors
 from shared.errors import InputError
-
-
-def _pipeline(weights: Path | None, detector_model: Path | None, model: Path | None = None):
-    """The pipeline every face command uses (``cli._load_pipeline``: where ``--model`` plugs in)."""
-    quiet_tensorflow()
-    from apps.face_access.cli import _load_pipeline
-
-    return _load_pipeline(weights, detector_model, model)
 
 
 def _faceset(dataset: Path, roles, aligned: bool, several: str, models: tuple, cache):
@@ -32,16 +25,20 @@ def _faceset(dataset: Path, roles, aligned: bool, several: str, models: tuple, c
 
     if dataset.suffix == ".npz":
         return facesets.FaceSet.load(dataset)
-    pipeline = _pipeline(*models)
+    spec = models[0]
+    # The models load once the photos are found (and only the embedder's are needed when the
+    # chips are cached).
     chips = facesets.cached_chips(
         dataset,
-        lambda: pipeline,
+        lambda: _load_pipeline(*models),
+        layout=spec.chip_layout,
         roles=roles,
         aligned=aligned,
         several=several,
         cache=cache,
         progress=lambda items: progress(items, desc="faces", unit="photo"),
     )
+    pipeline = _load_pipeline(*models)
     return facesets.embed_chips(chips, pipeline.embedder, pipeline.model_id)
 
 
@@ -50,7 +47,7 @@ def _pairs_file_report(path: Path, images: Path | None, several, models: tuple, 
     from apps.face_access import facesets, verification
 
     pairs = facesets.read_pairs_file(path, images)
-    pipeline = _pipeline(*models)
+    pipeline = _load_pipeline(*models)
     unique = sorted(set(pairs.first) | set(pairs.second))
     photos = [facesets.Photo(photo, photo.parent.name) for photo in unique]
     chips = facesets.align_photos(photos, pipeline, several=several)
@@ -126,13 +123,14 @@ several_option = click.option(
     "--threshold",
     type=float,
     default=None,
-    help=f"Door: largest distance granted [default: {decision.DEFAULT_THRESHOLD}].",
+    help="Door: largest distance granted [default: the model's; for a face-train model "
+    "without one, the threshold of --far on these pairs].",
 )
 @click.option(
     "--margin",
-    default=decision.DEFAULT_MARGIN,
-    show_default=True,
-    help="Door: how much nearer than the second person the best must be.",
+    type=float,
+    default=None,
+    help="Door: how much nearer than the second person the best must be [default: the model's].",
 )
 @click.option("--folds", default=10, show_default=True)
 @click.option("--seed", default=0, show_default=True, help="Of the impostor pair samples.")
@@ -158,7 +156,6 @@ several_option = click.option(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @model_option
-@weights_option
 @detector_option
 @debug_option
 @user_errors
@@ -184,7 +181,6 @@ def main(
     save_embeddings,
     as_json: bool,
     model,
-    weights,
     detector_model,
     debug,
 ):
@@ -203,7 +199,9 @@ def main(
         raise InputError(f"--far must lie between 0 and 1, got {far}")
     if db is not None and not recommend_threshold:
         raise InputError("--db stores the recommended threshold: give --recommend-threshold")
-    models = (weights, detector_model, model)
+    # The database's model when --db holds embeddings (a threshold belongs to one model).
+    spec, weights = resolve_model(model, _enrolled_models(db) if db else [], db or "database")
+    models = (spec, weights, detector_model)
     name = dataset.stem if dataset.is_file() else dataset.name
     report_path = report or Path(f"{name}_face-eval.json")
     roc_path = roc or Path(f"{name}_roc.png")
@@ -222,6 +220,11 @@ def main(
                 ).to_dict()
         else:
             faceset = _faceset(dataset, roles_list(roles), aligned, several, models, cache)
+            if dataset.suffix == ".npz" and model is None:
+                # Saved embeddings name their model; the door uses its settings (if catalogued).
+                spec = spec_for_model_id(faceset.model_id) or dataclasses.replace(
+                    spec, threshold=None
+                )
             if save_embeddings is not None:
                 faceset.save(save_embeddings)
             strangers = None
@@ -234,8 +237,8 @@ def main(
                 faceset,
                 strangers=strangers,
                 enrol=enrol,
-                threshold=threshold if threshold is not None else decision.DEFAULT_THRESHOLD,
-                margin=margin,
+                threshold=threshold if threshold is not None else spec.threshold,
+                margin=margin if margin is not None else spec.margin,
                 folds=folds,
                 seed=seed,
                 max_impostor_pairs=max_impostor_pairs,

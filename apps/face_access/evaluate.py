@@ -30,6 +30,8 @@ split (and at a pooled false-accept rate of 1e-3): see ``LEVER_SCORES``.
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
 import math
 import sys
@@ -42,9 +44,13 @@ import numpy as np
 from click.testing import CliRunner
 
 from apps.face_access.cli import check_command, enroll_command
-from apps.face_access.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD, GalleryIndex, decide
+from apps.face_access.decision import GalleryIndex, decide
+from apps.face_access.models import DEFAULT_MODEL, resolve_model
+from shared.cli import progress
 from shared.errors import InputError
+from shared.files import atomic_output
 from shared.images import list_images, read_image
+from shared.metrics import tar_at_far
 
 
 @dataclass(frozen=True)
@@ -92,22 +98,72 @@ def door_scenario(
     db: Path,
     *,
     enrol: int = 5,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
     model_args: tuple[str, ...] = (),
 ) -> DoorFigures:
-    """Run the scenario on ``folder`` (one subfolder of photos per person) into database ``db``."""
+    """Run the scenario on ``folder`` (one subfolder of photos per person) into database ``db``.
+
+    ``threshold`` None uses the model's default; ``model_args`` are passed to both commands
+    (e.g. ``("--model", "mobilefacenet")``).
+    """
     people = sorted(p for p in folder.iterdir() if p.is_dir())
     enrolled = people[: len(people) // 2]
-    probes: list[tuple[Path, str | None]] = []
+    enrolments, probes = {}, []
     for person in people:
         photos = sorted(list_images(person), key=lambda p: p.name)
         if person in enrolled:
-            args = [person.name, *map(str, photos[:enrol]), "--db", str(db), *model_args]
-            _run(enroll_command, args, exit_codes=(0,))
+            enrolments[person.name] = photos[:enrol]
             probes += [(photo, person.name) for photo in photos[enrol:]]
         else:
             probes += [(photo, None) for photo in photos]
-    args = ["--json", "--max-denials", "0", "--threshold", str(threshold), "--db", str(db)]
+    return run_door(enrolments, probes, db, threshold=threshold, model_args=model_args)
+
+
+def lfw_dev_door(
+    folder: Path, db: Path, *, threshold: float | None = None, model_args: tuple[str, ...] = ()
+) -> DoorFigures:
+    """The LFW development door of ``folder``'s ``SPLITS.tsv``: each ``dev_enrol`` person
+    enrolled from their 3 ``enrol_files``, their other photos checked as genuine probes, every
+    ``dev_stranger`` photo as an impostor. These are news photos, some with bystanders: the
+    enrolment takes the largest face (``--largest``), as a user enrolling from them would, and
+    enrols what the protocol gives (``--force``: no look-alike or far-photo refusal)."""
+    enrolments, probes = {}, []
+    with open(folder / "SPLITS.tsv", newline="") as table:
+        for row in csv.DictReader(table, delimiter="\t"):
+            photos = sorted(list_images(folder / row["identity"]), key=lambda p: p.name)
+            if row["role"] == "dev_enrol":
+                chosen = set(row["enrol_files"].split(","))
+                enrolments[row["identity"]] = [p for p in photos if p.name in chosen]
+                probes += [(p, row["identity"]) for p in photos if p.name not in chosen]
+            elif row["role"] == "dev_stranger":
+                probes += [(p, None) for p in photos]
+    return run_door(
+        enrolments,
+        probes,
+        db,
+        threshold=threshold,
+        model_args=model_args,
+        enrol_args=("--largest", "--force"),
+    )
+
+
+def run_door(
+    enrolments: dict[str, list[Path]],
+    probes: list[tuple[Path, str | None]],
+    db: Path,
+    *,
+    threshold: float | None = None,
+    model_args: tuple[str, ...] = (),
+    enrol_args: tuple[str, ...] = (),
+) -> DoorFigures:
+    """Enrol each person with ``face-enroll``, then check every probe (its true person, or None
+    for a stranger) with one ``face-check --max-denials 0``; the figures of its JSON answers."""
+    for name, photos in enrolments.items():
+        args = [name, *map(str, photos), "--db", str(db), *enrol_args, *model_args]
+        _run(enroll_command, args, exit_codes=(0,))
+    args = ["--json", "--max-denials", "0", "--db", str(db)]
+    if threshold is not None:
+        args += ["--threshold", str(threshold)]
     photos = [str(photo) for photo, _ in probes]
     # Every answer is valid here: 0 all granted, 1 some denied, 2 some without a usable face.
     output = _run(check_command, [*args, *model_args, *photos], exit_codes=(0, 1, 2))
@@ -118,7 +174,7 @@ def door_scenario(
     truths = [truth for _, truth in probes]
     pairs = list(zip(granted, truths, strict=True))
     return DoorFigures(
-        enrolled_people=len(enrolled),
+        enrolled_people=len(enrolments),
         genuine_probes=sum(t is not None for t in truths),
         impostor_probes=sum(t is None for t in truths),
         right_person=sum(g is not None and g == t for g, t in pairs),
@@ -173,9 +229,9 @@ def random_splits(
     *,
     splits: int,
     enrol: int,
+    threshold: float,
+    margin: float,
     seed: int = 0,
-    threshold: float = DEFAULT_THRESHOLD,
-    margin: float = DEFAULT_MARGIN,
 ) -> SplitFigures:
     """The door scenario on ``splits`` random halves of the people, ``enrol`` random photos each.
 
@@ -233,8 +289,6 @@ TTA_EMBEDDING = "TTA (7 chips + mirrors)"
 def embed_folder_variants(folder: Path, pipeline) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Person index per photo and three embeddings of each: the pipeline's (chip and mirror),
     the chip alone, and the mean over ``TTA_TEMPLATES`` chips and their mirrors."""
-    from apps.face_access.alignment import YUNET_CHIP_TEMPLATE, align_face
-
     labels, vectors = embed_folder(folder, pipeline)
     single, augmented = np.full_like(vectors, np.nan), np.full_like(vectors, np.nan)
     photos = [
@@ -242,7 +296,8 @@ def embed_folder_variants(folder: Path, pipeline) -> tuple[np.ndarray, dict[str,
         for person in sorted(p for p in folder.iterdir() if p.is_dir())
         for photo in sorted(list_images(person), key=lambda p: p.name)
     ]
-    centre = np.full(2, 75.0)
+    spec = pipeline.embedder.spec
+    centre = np.full(2, spec.chip_size / 2)
     for row, photo in enumerate(photos):
         if np.isnan(vectors[row]).any():
             continue
@@ -250,12 +305,14 @@ def embed_folder_variants(folder: Path, pipeline) -> tuple[np.ndarray, dict[str,
         face = pipeline.usable_face(rgb, photo)
         chips = np.stack(
             [
-                align_face(rgb, face.landmarks, (YUNET_CHIP_TEMPLATE - centre) * k + centre + shift)
+                dataclasses.replace(
+                    spec, template=(spec.template - centre) * k + centre + shift
+                ).chip(rgb, face.landmarks)
                 for k, *shift in TTA_TEMPLATES
             ]
         )
         single[row] = pipeline.embedder.embed(chips[:1], mirror=False)[0]
-        mean = pipeline.embedder.embed(chips).mean(axis=0)
+        mean = pipeline.embedder.embed(chips, mirror=True).mean(axis=0)
         augmented[row] = mean / np.linalg.norm(mean)
     return labels, {
         "chip + mirror": vectors,
@@ -353,31 +410,165 @@ def lever_table(
     return lines
 
 
+# --- choosing a model's threshold on development data (glint never read) ------------------
+
+DEVELOPMENT_FARS = (1e-3, 1e-4, 1e-5, 1e-6)
+
+
+def development_photos(faces: Path) -> list[tuple[str, str, str, Path]]:
+    """(set, person, role, photo) of every development photo under ``faces``: LFW's train,
+    dev_enrol and dev_stranger people (``SPLITS.tsv``), AT&T's and CelebA's."""
+
+    def with_splits(name: str, short: str) -> list[tuple[str, str, str, Path]]:
+        with open(faces / name / "SPLITS.tsv", newline="") as table:
+            roles = {row["identity"]: row["role"] for row in csv.DictReader(table, delimiter="\t")}
+        return [
+            (short, person, role, photo)
+            for person, role in sorted(roles.items())
+            for photo in sorted(list_images(faces / name / person), key=lambda p: p.name)
+        ]
+
+    att = [
+        ("att", person.name, "att", photo)
+        for person in sorted(p for p in (faces / "att_faces").iterdir() if p.is_dir())
+        for photo in sorted(list_images(person), key=lambda p: p.name)
+    ]
+    return (
+        with_splits("lfw_deepfunneled", "lfw") + att + with_splits("celeba_wild_subset", "celeba")
+    )
+
+
+def embed_centre_faces(photos: list[Path], pipeline, cache: Path | None) -> np.ndarray:
+    """The embedding of each photo's face nearest the image centre (LFW's labelled face; the
+    only face of the CelebA and AT&T photos), NaN rows where none is found. ``cache`` (an
+    ``.npz``) keeps them for the next run with the same photos."""
+    paths = np.array([str(photo.resolve()) for photo in photos])
+    if cache is not None and cache.is_file():
+        kept = np.load(cache)
+        if np.array_equal(kept["path"], paths):
+            return kept["vecs"]
+    spec = pipeline.embedder.spec
+    vectors = np.full((len(photos), pipeline.embedder.model.output_shape[-1]), np.nan, np.float32)
+    for row, photo in enumerate(progress(photos, desc="embedding", unit="photo")):
+        rgb = read_image(photo)
+        faces = pipeline.detector.detect(rgb)
+        if not faces:
+            continue
+        centre = np.array(rgb.shape[1::-1]) / 2
+        face = min(faces, key=lambda f: np.hypot(*((f.box[:2] + f.box[2:]) / 2 - centre)))
+        vectors[row] = pipeline.embedder.embed(spec.chip(rgb, face.landmarks)[None])[0]
+    if cache is not None:
+        with atomic_output(cache) as temp, open(temp, "wb") as stream:
+            np.savez(stream, vecs=vectors, path=paths)
+    return vectors
+
+
+def pair_distances(vectors: np.ndarray, identities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Genuine and impostor distances of every pair of rows (unit vectors, no NaN rows)."""
+    upper = np.triu_indices(len(vectors), 1)
+    distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (vectors @ vectors.T)[upper]))
+    same = (identities[:, None] == identities[None])[upper]
+    return distances[same], distances[~same]
+
+
+def development_study(
+    faces: Path, pipeline, *, cache: Path | None, threshold: float, margin: float
+) -> list[str]:
+    """Lines of the threshold study: pairwise TAR at FAR 1e-3 to 1e-6 over every pair of the
+    development people, and random doors of LFW-train people at ``threshold``."""
+    photos = development_photos(faces)
+    vectors = embed_centre_faces([photo for *_, photo in photos], pipeline, cache)
+    sets, people, roles = (np.array(column) for column in list(zip(*photos, strict=True))[:3])
+    identities = np.char.add(np.char.add(sets, "/"), people)
+    usable = ~np.isnan(vectors).any(axis=1)
+    genuine, impostor = pair_distances(vectors[usable], identities[usable])
+    lines = [
+        f"{len(photos)} development photos, {int((~usable).sum())} without a face; "
+        f"{len(genuine)} genuine and {len(impostor)} impostor pairs"
+    ]
+    for far in DEVELOPMENT_FARS:
+        found = tar_at_far(genuine, impostor, far)
+        lines.append(f"  FAR {far:g}: threshold {found.threshold:.3f}, TAR {found.tar:.3f}")
+    nearest = ", ".join(f"{d:.3f}" for d in np.sort(impostor)[:5])
+    lines.append(f"  nearest impostor pairs: {nearest}")
+    # Random doors: half the LFW train people enrolled with 3 random photos each, the other
+    # half as strangers, decided by the door's own rule.
+    train = usable & (sets == "lfw") & (roles == "train")
+    _, labels = np.unique(people[train], return_inverse=True)
+    doors = random_splits(
+        labels, vectors[train], splits=30, enrol=3, threshold=threshold, margin=margin
+    )
+    lines.append(f"  LFW train, 30 random doors at {threshold}, margin {margin}: {doors.summary()}")
+    return lines
+
+
 @click.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Embedder name or path.")
 @click.option("--enrol", default=5, show_default=True, help="Photos enrolled per person.")
-@click.option("--threshold", default=DEFAULT_THRESHOLD, show_default=True)
-@click.option("--margin", default=DEFAULT_MARGIN, show_default=True, help="With --splits only.")
+@click.option("--threshold", type=float, default=None, help="[default: the model's]")
+@click.option("--margin", type=float, default=None, help="With --splits [default: the model's].")
 @click.option(
     "--splits", default=0, show_default=True, help="Random splits (0: the fixed one, by CLI)."
 )
 @click.option("--seed", default=0, show_default=True, help="Of the random splits.")
 @click.option("--levers", is_flag=True, help="Compare scores and embeddings (with --splits).")
+@click.option(
+    "--lfw-dev", is_flag=True, help="FOLDER is LFW: its dev door (SPLITS.tsv), by the commands."
+)
+@click.option(
+    "--study",
+    is_flag=True,
+    help="FOLDER holds the face sets: pairwise FAR thresholds and random doors on dev data.",
+)
+@click.option("--cache", type=click.Path(path_type=Path), help="Embeddings kept for --study.")
 def main(
-    folder: Path, enrol: int, threshold: float, margin: float, splits: int, seed: int, levers: bool
+    folder: Path,
+    model: str,
+    enrol: int,
+    threshold: float | None,
+    margin: float | None,
+    splits: int,
+    seed: int,
+    levers: bool,
+    lfw_dev: bool,
+    study: bool,
+    cache: Path | None,
 ) -> None:
     """Print the door scenario's figures for FOLDER (a face set, one folder per person)."""
-    if splits and levers:
-        from apps.face_access.pipeline import FacePipeline  # loads TensorFlow
+    spec, weights = resolve_model(model)
+    threshold = spec.threshold if threshold is None else threshold
+    margin = spec.margin if margin is None else margin
+    if study:
+        from apps.face_access.embedding import FaceEmbedder  # loads TensorFlow
+        from apps.face_access.pipeline import FacePipeline
 
-        labels, embeddings = embed_folder_variants(folder, FacePipeline())
+        pipeline = FacePipeline(embedder=FaceEmbedder(spec, weights))
+        lines = development_study(folder, pipeline, cache=cache, threshold=threshold, margin=margin)
+        click.echo(f"{spec.name}: " + "\n".join(lines))
+        sys.exit(0)
+    if lfw_dev:
+        with tempfile.TemporaryDirectory() as scratch:
+            figures = lfw_dev_door(
+                folder,
+                Path(scratch) / "faces.db",
+                threshold=threshold,
+                model_args=("--model", model),
+            )
+        click.echo(f"LFW dev door, {spec.name} at threshold {threshold}: {figures.summary()}")
+        sys.exit(0)
+    if splits:
+        from apps.face_access.embedding import FaceEmbedder  # loads TensorFlow
+        from apps.face_access.pipeline import FacePipeline
+
+        pipeline = FacePipeline(embedder=FaceEmbedder(spec, weights))
+    if splits and levers:
+        labels, embeddings = embed_folder_variants(folder, pipeline)
         for line in lever_table(labels, embeddings, splits=splits, enrol=enrol, seed=seed):
             click.echo(line)
         sys.exit(0)
     if splits:
-        from apps.face_access.pipeline import FacePipeline  # loads TensorFlow
-
-        labels, vectors = embed_folder(folder, FacePipeline())
+        labels, vectors = embed_folder(folder, pipeline)
         figures = random_splits(
             labels,
             vectors,
@@ -388,15 +579,19 @@ def main(
             margin=margin,
         )
         click.echo(
-            f"{folder.name}, enrol {enrol}, threshold {threshold}, margin {margin}: "
+            f"{folder.name}, {spec.name}, enrol {enrol}, threshold {threshold}, margin {margin}: "
             + figures.summary()
         )
         sys.exit(0)
     with tempfile.TemporaryDirectory() as scratch:
         figures = door_scenario(
-            folder, Path(scratch) / "faces.db", enrol=enrol, threshold=threshold
+            folder,
+            Path(scratch) / "faces.db",
+            enrol=enrol,
+            threshold=threshold,
+            model_args=("--model", model),
         )
-    click.echo(f"{folder.name} at threshold {threshold}: {figures.summary()}")
+    click.echo(f"{folder.name}, {spec.name} at threshold {threshold}: {figures.summary()}")
     sys.exit(0)
 
 

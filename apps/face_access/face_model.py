@@ -13,9 +13,10 @@ Two starting points (``build_task``):
 - ``nn4.small2``: FaceNet's Inception network (OpenFace), random initialisation, trained from
   scratch on the chips shrunk to its 96x96 input.
 
-``TrainedEmbedder`` gives a saved task the ``FaceEmbedder`` interface (``embed``, mirror
-averaging, ``model_id``) so ``face-eval``, ``face-enroll`` and ``face-check`` take it as
-``--model PATH``.
+A saved task is one more embedder spec (``models.trained_spec``): ``face-eval``,
+``face-enroll`` and ``face-check`` take it as ``--model PATH`` and run it through the same
+``FaceEmbedder`` as the catalogued models. Its ``threshold`` (the distance of the validation
+FAR ``face-train`` aimed at, set at the best epoch) is the door's default for it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import uuid
 from pathlib import Path
 
 import keras
-import numpy as np
 from keras import layers, ops
 
 from shared.errors import InputError
@@ -85,6 +85,7 @@ class FaceEmbeddingTask(keras.Model):
         model_id: str,
         mining: str = "semi_hard",
         margin: float = DEFAULT_MARGIN,
+        threshold: float | None = None,
         **kwargs,
     ):
         chips = keras.Input((CHIP_SIZE, CHIP_SIZE, 3), name="chips")
@@ -97,6 +98,7 @@ class FaceEmbeddingTask(keras.Model):
         self.model_id = model_id
         self.mining = mining
         self.margin = margin
+        self.threshold = threshold
         self.active_tracker = keras.metrics.Mean(name="active_triplets")
         self.positive_tracker = keras.metrics.Mean(name="positive_distance")
         self.negative_tracker = keras.metrics.Mean(name="negative_distance")
@@ -145,6 +147,7 @@ class FaceEmbeddingTask(keras.Model):
             "model_id": self.model_id,
             "mining": self.mining,
             "margin": self.margin,
+            "threshold": self.threshold,
             "name": self.name,
         }
 
@@ -209,27 +212,3 @@ def load_task(path: str | Path) -> FaceEmbeddingTask:
     if not isinstance(model, FaceEmbeddingTask):
         raise InputError(f"{path}: a Keras model, but not a face embedder saved by face-train")
     return model
-
-
-class TrainedEmbedder:
-    """A ``face-train`` model behind the ``FaceEmbedder`` interface: chips -> unit vectors."""
-
-    def __init__(self, path: str | Path, batch_size: int = 32):
-        self.task = load_task(path)
-        self.model_id = self.task.model_id
-        self.batch_size = batch_size
-
-    def embed(self, chips: np.ndarray, *, mirror: bool = True) -> np.ndarray:
-        """Unit vectors of ``chips`` (N, 150, 150, 3); with ``mirror`` averaged with the
-        mirror image's, as the default embedder does."""
-        chips = np.asarray(chips)
-        if len(chips) == 0:
-            return np.zeros((0, 128), np.float32)
-        out = []
-        for start in range(0, len(chips), self.batch_size):
-            batch = chips[start : start + self.batch_size].astype(np.float32)
-            both = np.concatenate([batch, batch[:, :, ::-1]]) if mirror else batch
-            vectors = np.asarray(self.task.predict_on_batch(both))
-            out.append(vectors[: len(batch)] + vectors[-len(batch) :] if mirror else vectors)
-        vectors = np.concatenate(out)
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -30,19 +30,6 @@ from shared.images import list_images, read_image
 SPLITS_FILENAME = "SPLITS.tsv"
 SEVERAL_FACES = ("skip", "largest", "central")
 
-# The ArcFace / InsightFace five-point template of a 112x112 aligned crop, in YuNet's order
-# (eye on the image's left, eye on the image's right, nose tip, mouth corner on the image's
-# left, mouth corner on the image's right).
-ARCFACE_112_TEMPLATE = np.array(
-    [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ]
-)
-
 
 @dataclass(frozen=True)
 class Photo:
@@ -116,9 +103,11 @@ def align_photos(
     ``several``: what to do with a photo showing several faces: ``skip`` it (the rule of
     ``face-enroll``), take the ``largest`` face, or the ``central`` one (LFW labels the face
     nearest the centre). ``aligned``: the photos are ArcFace 112x112 crops (any square size:
-    the template is scaled); no detection. ``progress`` wraps the iteration (a progress bar).
+    the template is scaled); no detection: the template's points are taken as the face's
+    landmarks and the chip of ``pipeline``'s embedder is cut from them. ``progress`` wraps
+    the iteration (a progress bar).
     """
-    from apps.face_access.alignment import align_face
+    from apps.face_access.alignment import ARCFACE_CHIP_SIZE, ARCFACE_TEMPLATE
 
     if several not in SEVERAL_FACES:
         raise ValueError(f"several must be one of {SEVERAL_FACES}, got {several!r}")
@@ -129,7 +118,8 @@ def align_photos(
             if aligned:
                 if rgb.shape[0] != rgb.shape[1]:
                     raise InputError(f"{photo.path}: an aligned crop must be square")
-                chip = align_face(rgb, ARCFACE_112_TEMPLATE * rgb.shape[0] / 112)
+                landmarks = ARCFACE_TEMPLATE * rgb.shape[0] / ARCFACE_CHIP_SIZE
+                chip = pipeline.embedder.spec.chip(rgb, landmarks)
             else:
                 _, chip, _ = pipeline.usable_chip(
                     rgb, photo.path, largest=several == "largest", central=several == "central"
@@ -139,7 +129,8 @@ def align_photos(
             continue
         chips.append(chip)
         kept.append(photo)
-    stacked = np.stack(chips) if chips else np.zeros((0, 150, 150, 3), np.uint8)
+    size = pipeline.embedder.spec.chip_size
+    stacked = np.stack(chips) if chips else np.zeros((0, size, size, 3), np.uint8)
     return Chips(stacked, kept, skipped)
 
 
@@ -285,6 +276,7 @@ def cached_chips(
     folder: Path,
     pipeline_factory,
     *,
+    layout: str,
     roles: Sequence[str] | None = None,
     aligned: bool = False,
     several: str = "skip",
@@ -294,7 +286,8 @@ def cached_chips(
     """``align_photos`` of a folder's people (of ``roles``), kept in ``cache`` for the next run.
 
     The cache file is named by a digest of the folder's absolute path, the roles, the
-    options and the list of photo files, so a changed folder is read again.
+    options, the chip ``layout`` (``EmbedderSpec.chip_layout``: two models that cut the same
+    chips share them) and the list of photo files, so a changed folder is read again.
     ``pipeline_factory()`` is only called when the photos must be read.
     """
     import hashlib
@@ -304,7 +297,8 @@ def cached_chips(
         raise InputError(f"{folder}: no images in the person folders")
     cached = None
     if cache is not None:
-        key = repr((str(folder.resolve()), roles, aligned, several, [str(p.path) for p in photos]))
+        paths = [str(p.path) for p in photos]
+        key = repr((str(folder.resolve()), roles, aligned, several, layout, paths))
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         cached = cache / f"chips-{folder.name}-{digest}.npz"
         if cached.is_file():

@@ -13,7 +13,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from apps.face_access.alignment import align_face
 from apps.face_access.detection import Face, FaceDetector
 from apps.face_access.embedding import FaceEmbedder
 from shared.errors import InputError
@@ -28,13 +27,12 @@ MIN_FACE_SIZE = 20
 # size (where 86 % of them no longer match their owner under the threshold) the median is
 # 3.9 and 86 % fall below this gate. The Happy House photos score 7.3 to 102.
 MIN_SHARPNESS = 6.0
-# The chip's inner face (brows to chin, cheek to cheek: YUNET_CHIP_TEMPLATE puts the eyes at
-# y = 47 and the mouth at y = 99) and the width it is shrunk to before measuring.
-SHARPNESS_REGION = (slice(40, 115), slice(35, 115))
+# The width the chip's inner face (``EmbedderSpec.sharpness_region``) is shrunk to before
+# measuring, so that every chip size is judged at the same fraction of the face.
 SHARPNESS_SIDE = 32
 
 
-def sharpness(chip: np.ndarray) -> float:
+def sharpness(chip: np.ndarray, region: tuple[slice, slice]) -> float:
     """Contrast-normalised detail of an aligned chip's inner face: 100 * var(Laplacian) / var.
 
     The Laplacian's variance falls when a face is blurred; dividing by the intensity
@@ -46,7 +44,7 @@ def sharpness(chip: np.ndarray) -> float:
     smooth pixels although it matches as well as the original, and a gate on it rejected
     sharp faces.
     """
-    region = np.ascontiguousarray(chip[SHARPNESS_REGION])
+    region = np.ascontiguousarray(chip[region])
     grey = cv2.cvtColor(region, cv2.COLOR_RGB2GRAY).astype(np.float32)
     height = round(SHARPNESS_SIDE * grey.shape[0] / grey.shape[1])
     grey = cv2.resize(grey, (SHARPNESS_SIDE, height), interpolation=cv2.INTER_AREA)
@@ -103,7 +101,8 @@ class FacePipeline:
     def usable_chip(
         self, rgb: np.ndarray, source: str | Path, *, largest: bool = False, central: bool = False
     ) -> tuple[Face, np.ndarray, int]:
-        """``usable_face``, its aligned chip (on which sharpness is judged) and the face count.
+        """``usable_face``, its aligned chip (on which sharpness is judged) and the face count;
+        enrolment embeds a person's chips in one batch.
 
         ``central`` takes the face nearest the image centre when there are several (how
         LFW's photos mark the labelled person); ``largest`` the largest.
@@ -121,8 +120,9 @@ class FacePipeline:
                 f"{source}: face too small ({face.size:.0f} px, at least "
                 f"{self.min_face_size:.0f} px needed)"
             )
-        chip = align_face(rgb, face.landmarks)
-        score = sharpness(chip)
+        spec = self.embedder.spec
+        chip = spec.chip(rgb, face.landmarks)
+        score = sharpness(chip, spec.sharpness_region)
         if score < self.min_sharpness:
             raise InputError(
                 f"{source}: face too blurred (sharpness {score:.1f}, at least "

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from shared.errors import InputError
-from shared.files import sha256_file
+from shared.files import hash_file
 
 SCHEMA_VERSION = 1
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -429,6 +429,10 @@ class FaceStore:
         person_of_row = rank[np.searchsorted(enrolled, person_ids)]
         return [names[i] for i in alphabetical], matrix.astype(np.float32), person_of_row
 
+    def model_ids(self) -> list[str]:
+        """The models whose embeddings this database holds, sorted (one, normally)."""
+        return [m for (m,) in self._rows("SELECT DISTINCT model_id FROM embeddings ORDER BY 1")]
+
     def stale_people(self, model_id: str) -> list[str]:
         """People enrolled only under other models: they must enrol again to be recognised."""
         rows = self._rows(
@@ -579,4 +583,4 @@ def _as_matrix(embeddings: np.ndarray | Sequence[np.ndarray], name: str) -> np.n
 def _file_digest(source: str | os.PathLike[str] | None) -> str | None:
     if source is None or not os.path.isfile(source):
         return None
-    return sha256_file(source)
+    return hash_file(source)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from apps.face_access.cli import detector_option, weights_option
+from apps.face_access.cli import detector_option
 from apps.face_access.eval_cli import aligned_option, roles_list, several_option
 from apps.face_access.face_model import BACKBONES
 from shared.cli import EXIT_INTERRUPTED, debug_option, progress, quiet_tensorflow, user_errors
@@ -27,15 +27,19 @@ def _folder(name: str, help_text: str):
     )
 
 
-def _chips(folders, roles, aligned, several, cache, weights, detector_model):
+def _chips(folders, roles, aligned, several, cache, detector_model):
+    """The aligned chips of the people of ``folders`` (of ``roles``), cut as face-train's
+    models take them (``models.TRAINED_CHIP``), read once into ``cache``."""
     from apps.face_access import facesets
-    from apps.face_access.eval_cli import _pipeline
+    from apps.face_access.cli import _load_pipeline
+    from apps.face_access.models import TRAINED_CHIP
 
     parts = []
     for folder in folders:
         chips = facesets.cached_chips(
             folder,
-            lambda: _pipeline(weights, detector_model),
+            lambda: _load_pipeline(TRAINED_CHIP, None, detector_model),
+            layout=TRAINED_CHIP.chip_layout,
             roles=roles,
             aligned=aligned,
             several=several,
@@ -139,7 +143,6 @@ folder_type = click.Path(exists=True, file_okay=False, path_type=Path)
 @click.option("--no-augment", is_flag=True, help="Train on the chips as aligned.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the training report as JSON.")
-@weights_option
 @detector_option
 @debug_option
 @user_errors
@@ -171,7 +174,6 @@ def main(
     no_augment,
     seed,
     as_json,
-    weights,
     detector_model,
     debug,
 ):
@@ -192,12 +194,8 @@ def main(
         split_cpu(cpu_devices)
     from apps.face_access.training import train
 
-    train_chips = _chips(
-        datasets, roles_list(roles), aligned, several, cache, weights, detector_model
-    )
-    val_chips = _chips(
-        val_folders, roles_list(val_roles), aligned, several, cache, weights, detector_model
-    )
+    train_chips = _chips(datasets, roles_list(roles), aligned, several, cache, detector_model)
+    val_chips = _chips(val_folders, roles_list(val_roles), aligned, several, cache, detector_model)
     overlap = set(train_chips.people) & set(val_chips.people)
     if overlap:
         raise InputError(
@@ -225,7 +223,6 @@ def main(
         strategy=strategy,
         augment=not no_augment,
         seed=seed,
-        weights=weights or "dlib",
         verbose=1 if sys.stderr.isatty() else 2,  # piped: one line per epoch
     )
     if as_json:

@@ -11,8 +11,9 @@
 - Each epoch (``VerificationMonitor``): the validation people's chips are embedded and
   TAR at FAR (1e-3 by default) and ROC AUC over all their pairs are added to the logs
   (``val_tar_at_far``, ``val_auc``, with the learning rate), where TensorBoard, early stopping
-  and the best-model file see them. The best epoch is written to the output ``.keras``; at
-  the end the validation embeddings go to TensorBoard's projector with face thumbnails.
+  and the best-model file see them. The best epoch is written to the output ``.keras`` with
+  the distance of that FAR as the model's threshold; at the end the validation embeddings go
+  to TensorBoard's projector with face thumbnails.
 - ``EpochCheckpoint`` saves the whole task (weights and optimizer state) and the epoch reached
   after every epoch; Ctrl-C saves the same checkpoint before leaving, and ``resume`` carries on
   from it.
@@ -172,9 +173,11 @@ class VerificationMonitor(keras.callbacks.Callback):
         genuine, impostor = pairs.genuine_distances, pairs.impostor_distances
         scores = np.concatenate([genuine, impostor])
         truth = np.concatenate([np.ones(genuine.size, bool), np.zeros(impostor.size, bool)])
+        at_far = tar_at_far(genuine, impostor, self.far)
         return {
-            "tar_at_far": tar_at_far(genuine, impostor, self.far).tar,
+            "tar_at_far": at_far.tar,
             "auc": roc_auc(truth, -scores),
+            "threshold": at_far.threshold,
         }
 
     def on_train_begin(self, logs=None):
@@ -191,6 +194,8 @@ class VerificationMonitor(keras.callbacks.Callback):
         self.history.append({"epoch": epoch + 1, **figures})
         if figures["tar_at_far"] > self.best:
             self.best, self.best_epoch = figures["tar_at_far"], epoch + 1
+            # The door's default for this model: the distance of the validation FAR.
+            self.model.threshold = figures["threshold"]
             if self.output is not None:
                 _save(self.model, self.output)
 

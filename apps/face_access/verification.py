@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from apps.face_access.decision import DEFAULT_MARGIN, GalleryIndex, decide
+from apps.face_access.decision import GalleryIndex, decide
 from shared.metrics import (
     binomial_interval,
     cross_validated_accuracy,
@@ -222,7 +222,7 @@ def door_simulation(
     *,
     enrol: int,
     threshold: float,
-    margin: float = DEFAULT_MARGIN,
+    margin: float,
 ) -> DoorFigures:
     """Enrol the first ``enrol`` rows of each person not in ``strangers``; decide every other row.
 
@@ -387,24 +387,31 @@ def plot_roc(path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str)
     plt.close(figure)
 
 
+DEFAULT_DOOR_FAR = 1e-3
+
+
 def faceset_report(
     faceset,
     *,
     strangers: Sequence[str] | None = None,
     enrol: int = 3,
-    threshold: float,
-    margin: float = DEFAULT_MARGIN,
+    threshold: float | None,
+    margin: float,
     folds: int = 10,
     seed: int = 0,
     max_impostor_pairs: int | None = DEFAULT_MAX_IMPOSTOR_PAIRS,
     far: float | None = None,
 ) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
-    """Everything ``face-eval`` reports on a ``facesets.FaceSet``, and the pair distances.
+    """Everything ``face-eval`` reports on a labelled set of embeddings, and the distances.
+
+    ``faceset`` has ``vectors`` (N, d), ``labels`` (N,) indexing ``names``, ``skipped``
+    (reasons of the photos left out) and ``model_id``.
 
     ``strangers``: names of the people who never enrol in the door simulation (default:
     the second half of the people in sorted order, the oracle's protocol). ``far``: also
-    recommend a threshold for that FAR. Returns the report (plain data, JSON-ready) and
-    ``(genuine, impostor)`` distances for a ROC plot.
+    recommend a threshold for that FAR. ``threshold`` None (a model that carries none): the
+    door runs at the threshold of FAR ``far`` (1e-3 if None) on these pairs. Returns the
+    report (plain data, JSON-ready) and ``(genuine, impostor)`` distances for a ROC plot.
     """
     pairs = verification_pairs(
         faceset.vectors, faceset.labels, max_impostor_pairs=max_impostor_pairs, seed=seed
@@ -416,6 +423,10 @@ def faceset_report(
         seed=seed,
         impostor_pairs_total=pairs.impostor_pairs_total,
     )
+    if threshold is None:
+        threshold = tar_at_far(
+            pairs.genuine_distances, pairs.impostor_distances, far or DEFAULT_DOOR_FAR
+        ).threshold
     names = sorted(faceset.names)
     if strangers is None:
         strangers = names[(len(names) + 1) // 2 :]

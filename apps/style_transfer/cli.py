@@ -21,7 +21,14 @@ from apps.style_transfer.settings import (
     LossWeights,
     TransferSettings,
 )
-from shared.cli import checked_option, debug_option, progress, quiet_tensorflow, user_errors
+from shared.cli import (
+    checked_option,
+    debug_option,
+    exist_ok_option,
+    progress,
+    quiet_tensorflow,
+    user_errors,
+)
 from shared.errors import InputError
 
 EXAMPLE = """\b
@@ -130,6 +137,7 @@ _POSITIVE = click.FloatRange(min=0, min_open=True)
 )
 @checked_option("--seed", DEFAULTS.seed, click.IntRange(min=0), "Seed of the noise start.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@exist_ok_option
 @debug_option
 @user_errors
 def main(
@@ -156,6 +164,7 @@ def main(
     init,
     seed,
     as_json,
+    exist_ok,
     debug,
 ):
     """Paint CONTENT in the manner of STYLES (Gatys et al. neural style transfer)."""
@@ -201,6 +210,7 @@ def main(
             logdir=logdir,
             notice=lambda message: click.echo(f"notice: {message}", err=True),
             on_iteration=show,
+            exist_ok=exist_ok,
         )
     if as_json:
         click.echo(json.dumps(result.as_dict()))

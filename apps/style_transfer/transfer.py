@@ -31,6 +31,7 @@ from apps.style_transfer.settings import (
 )
 from shared.cli import EXIT_INTERRUPTED
 from shared.errors import InputError, UserError
+from shared.files import refuse_to_replace
 from shared.images import read_image, write_image
 
 
@@ -83,6 +84,11 @@ def check_output(output: Path, inputs: Sequence[Path]) -> Path:
     if not cv2.haveImageWriter(str(output)):
         raise InputError(f"{output}: cannot write an image with suffix '{output.suffix}'")
     return output
+
+
+def snapshot_path(output: Path, step: int) -> Path:
+    """``<output stem>_<step>.<ext>``: the image after ``step`` iterations (``save_every``)."""
+    return output.with_name(f"{output.stem}_{step:05d}{output.suffix}")
 
 
 def read_checked(path: Path, role: str) -> np.ndarray:
@@ -150,6 +156,7 @@ def stylize(
     logdir: str | Path | None = None,
     notice: Callable[[str], None] | None = None,
     on_iteration: Callable[[IterationReport], None] | None = None,
+    exist_ok: bool = False,
 ) -> StylizeResult:
     """Paint the image ``content`` in the manner of ``styles`` and write it to ``output``.
 
@@ -160,6 +167,8 @@ def stylize(
     ``notice`` receives one-line messages (a network fallback, a size reduced); by default
     they go to stderr, keeping stdout for results. Ctrl-C during the optimisation writes the
     best image so far to ``output`` and raises ``Interrupted``, whose message says where.
+    An existing ``output`` or snapshot is an error unless ``exist_ok``: an earlier result is
+    never replaced by accident.
     """
     notice = notice or _to_stderr
     settings = settings or TransferSettings()
@@ -171,6 +180,12 @@ def stylize(
     output = check_output(Path(output) if output else default_output(content), [content, *styles])
     if save_every < 0:
         raise InputError(f"--save-every must not be negative, not {save_every}")
+    planned = [output]
+    if save_every:
+        last_step = settings.scales * settings.iterations
+        planned += [snapshot_path(output, n) for n in range(save_every, last_step + 1, save_every)]
+    for path in planned:
+        refuse_to_replace(path, exist_ok)
 
     content_image = read_checked(content, "content")
     style_images = [read_checked(style, "style") for style in styles]
@@ -202,7 +217,7 @@ def stylize(
         if board is not None:
             board(report, step)
         if save_every and report.iteration > 0 and step % save_every == 0:
-            snapshot = output.with_name(f"{output.stem}_{step:05d}{output.suffix}")
+            snapshot = snapshot_path(output, step)
             write_image(snapshot, report.render())
             snapshots.append(str(snapshot))
         if on_iteration is not None:

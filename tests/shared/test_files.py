@@ -1,4 +1,4 @@
-"""atomic_output never leaves a partial file under the final name; sha256_file is exact."""
+"""atomic_output never leaves a partial file under the final name; hash_file is exact."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from shared.errors import InputError
-from shared.files import atomic_output, sha256_file
+from shared.files import atomic_output, hash_file, refuse_to_replace
 
 
 def test_success_renames_temp_file_from_the_same_folder_with_the_same_suffix(tmp_path):
@@ -68,10 +68,47 @@ def test_missing_folder_is_an_input_error(tmp_path):
         pass
 
 
-def test_sha256_file_matches_known_digests(tmp_path):
+def test_hash_file_matches_known_digests(tmp_path):
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
     abc = tmp_path / "abc"
     abc.write_bytes(b"abc")
-    assert sha256_file(empty) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-    assert sha256_file(abc) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert hash_file(empty) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    assert hash_file(abc) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_a_folder_that_is_a_file_is_named_as_such(tmp_path):
+    (tmp_path / "text.jpg").write_text("a file")
+    with (
+        pytest.raises(InputError, match=r"text\.jpg is a file, not a folder"),
+        atomic_output(tmp_path / "text.jpg" / "out.mp4"),
+    ):
+        pass
+    with (
+        pytest.raises(InputError, match=r"folder .*missing does not exist"),
+        atomic_output(tmp_path / "missing" / "out.mp4"),
+    ):
+        pass
+
+
+def test_errors_name_the_users_file_not_the_hidden_temporary_one(tmp_path, monkeypatch):
+    """A refused rename (a read-only folder, say) names out.mp4, not .out.lsn2w3lq.mp4."""
+
+    def refuse(source, _destination):
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(source))
+
+    monkeypatch.setattr(os, "replace", refuse)
+    target = tmp_path / "out.mp4"
+    with pytest.raises(InputError) as caught, atomic_output(target) as temp:
+        temp.write_bytes(b"frames")
+    assert str(caught.value) == f"{target}: cannot write (Operation not permitted)"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refuse_to_replace_keeps_earlier_results_unless_allowed(tmp_path):
+    earlier = tmp_path / "cars.csv"
+    refuse_to_replace(earlier, exist_ok=False)  # nothing there yet
+    earlier.write_text("earlier")
+    with pytest.raises(InputError, match=r"cars\.csv: already exists.*--exist-ok"):
+        refuse_to_replace(earlier, exist_ok=False)
+    refuse_to_replace(earlier, exist_ok=True)

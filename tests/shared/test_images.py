@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from shared.errors import InputError
-from shared.images import draw_boxes, list_images, read_image, write_image
+from shared.images import class_colour, draw_boxes, list_images, read_image, write_image
 
 
 def _asymmetric_rgb(height: int = 24, width: int = 40) -> np.ndarray:
@@ -168,3 +168,29 @@ def test_real_att_face_pgm(data_dir):
     assert result.shape == (112, 92, 3)
     with Image.open(path) as image:
         np.testing.assert_array_equal(result[:, :, 0], np.asarray(image))
+
+
+def colour_pixels(image: np.ndarray, colour: tuple[int, int, int]) -> int:
+    return int(np.all(image == colour, axis=2).sum())
+
+
+def test_labels_of_boxes_at_one_spot_do_not_cover_each_other():
+    """Two boxes with the same corner: both labels stay whole, the last box's above it."""
+    image = np.zeros((200, 300, 3), dtype=np.uint8)
+    boxes = [[40, 80, 200, 180], [42, 82, 200, 180]]
+    drawn = draw_boxes(image, boxes, labels=["truck 0.29", "car 0.93"], colour_keys=[7, 2])
+    alone = draw_boxes(image, boxes[1:], labels=["car 0.93"], colour_keys=[2])
+    car, truck = class_colour(2), class_colour(7)
+    assert car != truck
+    # The best (last) label sits above its box, unchanged by the weaker box's label.
+    above = (slice(0, 82), slice(0, 300))
+    assert colour_pixels(drawn[above], car) == colour_pixels(alone[above], car) > 50
+    # The weaker label is whole too, elsewhere (inside its box's top).
+    truck_only = draw_boxes(image, boxes[:1], labels=["truck 0.29"], colour_keys=[7])
+    assert colour_pixels(drawn, truck) >= colour_pixels(truck_only, truck) - 4 * 160
+
+
+def test_a_class_keeps_its_colour_and_neighbouring_classes_differ():
+    assert class_colour(2) == class_colour(2) and class_colour("car") == class_colour("car")
+    colours = {class_colour(class_id) for class_id in range(10)}
+    assert len(colours) == 10

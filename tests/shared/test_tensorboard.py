@@ -51,13 +51,13 @@ def test_image_with_boxes_logs_the_drawn_image_at_its_size(tmp_path, writer):
     assert drawn[25, 20].any() and not drawn[15, 20].any()
 
 
-def test_pr_curve_counts_match_direct_counting_per_threshold():
+def test_pr_curve_counts_match_direct_counting_per_threshold(writer):
     rng = np.random.default_rng(0)
     labels = rng.random(200) < 0.4
     # Scores off the threshold grid, so "bucket >= i" and "score >= t_i" must agree exactly.
     scores = np.clip(labels * 0.3 + rng.random(200) * 0.7, 0, 1)
     scores = (np.floor(scores * 10) + 0.5) / 11
-    table = tb.pr_curve_counts(labels, scores, num_thresholds=11)
+    table = tb.pr_curve(writer, "pr", 0, labels, scores, num_thresholds=11)
     for index, threshold in enumerate(np.linspace(0, 1, 11)):
         predicted = scores >= threshold
         tp = np.sum(predicted & labels)
@@ -66,17 +66,6 @@ def test_pr_curve_counts_match_direct_counting_per_threshold():
         np.testing.assert_array_equal(table[:4, index], expected)
         assert table[4, index] == pytest.approx(tp / (tp + fp) if tp + fp else 0.0)
         assert table[5, index] == pytest.approx(tp / labels.sum())
-
-
-def test_pr_curve_counts_agree_with_the_plugins_own_numpy_summary():
-    from tensorboard.plugins.pr_curve import summary as pr_summary
-
-    rng = np.random.default_rng(1)
-    labels = rng.random(300) < 0.3
-    scores = rng.random(300).astype(np.float32)
-    official = pr_summary.pb("pr", labels=labels, predictions=scores, num_thresholds=51)
-    expected = tf.make_ndarray(official.value[0].tensor)
-    np.testing.assert_allclose(tb.pr_curve_counts(labels, scores, 51), expected, rtol=1e-6)
 
 
 def test_pr_curve_hand_case_and_plugin_metadata(tmp_path, writer):
@@ -98,9 +87,11 @@ def test_pr_curve_hand_case_and_plugin_metadata(tmp_path, writer):
     np.testing.assert_allclose(tf.make_ndarray(value.tensor), expected, rtol=1e-6)
 
 
-def test_pr_curve_rejects_scores_outside_unit_interval(writer):
+def test_pr_curve_rejects_scores_outside_unit_interval_and_mismatched_inputs(writer):
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         tb.pr_curve(writer, "pr", 0, [True], [1.5])
+    with pytest.raises(ValueError, match="2 labels for 1 scores"):
+        tb.pr_curve(writer, "pr", 0, [True, False], [0.5])
 
 
 def test_embedding_projector_writes_checkpoint_metadata_sprite_and_config(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from shared.errors import InputError
-from shared.video import VideoReader, VideoWriter, parse_source
+from shared.video import FOURCCS_BY_SUFFIX, VideoReader, VideoWriter, parse_source
 
 WIDTH, HEIGHT, FPS = 64, 48, 10.0
 
@@ -139,3 +139,17 @@ def test_real_dashcam_video(data_dir):
         assert reader.fps > 0
         count = sum(1 for frame in reader if frame.shape == (720, 1280, 3))
     assert count == 38
+
+
+def test_mp4_tries_h264_first_and_falls_back_quietly(tmp_path, monkeypatch, capfd):
+    """'avc1' when this OpenCV encodes it; the fallback is recorded, not printed."""
+    with VideoWriter(tmp_path / "a.mp4", FPS, WIDTH, HEIGHT) as writer:
+        writer.write(_frame(0))
+    assert writer.fourcc in FOURCCS_BY_SUFFIX[".mp4"]
+    assert capfd.readouterr().err == ""  # a missing H.264 encoder logs errors while failing
+    monkeypatch.setitem(FOURCCS_BY_SUFFIX, ".mp4", ("zzzz", "mp4v"))  # a codec nobody has
+    with VideoWriter(tmp_path / "b.mp4", FPS, WIDTH, HEIGHT) as writer:
+        writer.write(_frame(0))
+    assert writer.fourcc == "mp4v"
+    with VideoReader(tmp_path / "b.mp4") as reader:
+        assert sum(1 for _ in reader) == 1

@@ -15,7 +15,7 @@ from shared.errors import InputError
 from tests.apps.car_detection import synthetic_scene as scene
 
 # The scene is drawn for these settings (weak B at 0.25 lies between low and high).
-SETTINGS = TrackerSettings(high=0.4, low=0.1, birth=0.5, min_hits=3, max_age=30)
+SETTINGS = TrackerSettings(high=0.4, low=0.1, birth=0.5, min_hits=3, lost_seconds=1.0)
 
 
 def track_scene(stride: int = 1) -> tuple[ByteTracker, dict[str, list[tuple[int, int]]]]:
@@ -162,3 +162,41 @@ def test_frames_must_increase_and_settings_are_checked():
         tracker.update(3, [])
     with pytest.raises(InputError, match="low <= high"):
         TrackerSettings(high=0.2, low=0.3)
+
+
+def test_a_car_box_and_a_truck_box_on_one_van_make_one_track():
+    tracker = ByteTracker(SETTINGS)
+    for frame in range(12):
+        x = 100 + 5 * frame
+        van = [
+            Detection("truck", 7, 0.6, (x, 100, x + 80, 160)),
+            Detection("car", 2, 0.55, (x + 2, 101, x + 80, 161)),  # IoU 0.95 with the truck
+        ]
+        reported = tracker.update(frame, van)
+    assert [d.label for d in reported] == ["truck"] and len(tracker.tracks) == 1
+
+
+@pytest.mark.parametrize(("fps", "same_id"), [(30.0, True), (10.0, False)])
+def test_a_lost_track_waits_a_time_not_a_number_of_frames(fps: float, same_id: bool):
+    # Hidden for frames 5-19 (15 frames): 0.5 s at 30 frames/s, 1.5 s at 10 frames/s.
+    tracker = ByteTracker(SETTINGS, fps=fps)
+    assert tracker.max_age == round(fps * SETTINGS.lost_seconds)
+    ids = set()
+    for frame in range(25):
+        car = [] if 5 <= frame < 20 else [Detection("car", 2, 0.9, (100, 100, 160, 140))]
+        found = tracker.update(frame, car)
+        ids |= {d.track for d in found}
+    assert ids == ({1} if same_id else {1, 2})
+
+
+def test_a_second_box_on_part_of_a_tracked_car_starts_no_track():
+    tracker = ByteTracker(SETTINGS)
+    for frame in range(12):
+        x = 100 + 5 * frame
+        car = Detection("car", 2, 0.9, (x, 100, x + 100, 160))
+        rear = Detection("car", 2, 0.6, (x + 60, 105, x + 100, 160))  # IoU 0.37, nested
+        reported = tracker.update(frame, [car, rear] if frame >= 3 else [car])
+    assert [d.box for d in reported] == [car.box] and len(tracker.tracks) == 1
+    # A car beside it, touching it, is a car.
+    tracker.update(12, [car, Detection("car", 2, 0.9, (x + 100, 100, x + 200, 160))])
+    assert len(tracker.tentative) == 1

@@ -22,7 +22,7 @@ from shared.images import track_colour
 from shared.video import VideoReader
 from tests.apps.car_detection import synthetic_scene as scene
 
-SETTINGS = TrackerSettings(high=0.4, low=0.1, birth=0.5, min_hits=3, max_age=30)
+SETTINGS = TrackerSettings(high=0.4, low=0.1, birth=0.5, min_hits=3, lost_seconds=1.0)
 FPS = 25.0
 
 

@@ -28,5 +28,15 @@ def yunet_onnx(weights_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sface_onnx(weights_dir: Path) -> Path:
+    return weights_dir / "face_embedders" / "sface" / "face_recognition_sface_2021dec_int8bq.onnx"
+
+
+@pytest.fixture(scope="session")
+def mobilefacenet_onnx(weights_dir: Path) -> Path:
+    return weights_dir / "face_embedders" / "mobilefacenet_foamliu" / "MobileFaceNet.onnx"
+
+
+@pytest.fixture(scope="session")
 def pipeline(yunet_onnx: Path, dlib_dat: Path) -> FacePipeline:
-    return FacePipeline(FaceDetector(yunet_onnx), FaceEmbedder(dlib_dat))
+    return FacePipeline(FaceDetector(yunet_onnx), FaceEmbedder("dlib", dlib_dat))

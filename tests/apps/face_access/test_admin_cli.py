@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 from apps.face_access.admin_cli import main
 from apps.face_access.store import FaceStore
-from shared.errors import InputError
 
 MODEL = "dlib-resnet-v1"
 
@@ -93,8 +92,10 @@ def test_read_only_commands_never_turn_a_file_into_a_database(tmp_path, command)
 
 def test_debug_on_the_group_shows_the_traceback(tmp_path):
     result = run("--debug", "--db", str(tmp_path / "typo.db"), "list")
-    # Raised for the traceback, or printed with it: either way not just one line.
-    assert isinstance(result.exception, InputError) or "Traceback" in result.stderr
+    # The traceback as well as the line, and the same exit code as without --debug.
+    assert result.exit_code == 2
+    assert "Traceback" in result.stderr and "InputError" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("error: ")
 
 
 def test_unlock_lifts_the_lockout(db):

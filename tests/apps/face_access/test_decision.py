@@ -98,7 +98,7 @@ def test_single_person_has_no_second_and_no_margin_to_fail():
 
 def test_empty_gallery_denies():
     index = GalleryIndex([], np.zeros((0, 128), np.float32), np.zeros(0, np.int64))
-    decision = decide(index, np.zeros(128, np.float32))
+    decision = decide(index, np.zeros(128, np.float32), threshold=0.5, margin=0.05)
     assert decision == Decision(
         False, None, None, None, None, decision.threshold, "no one is enrolled"
     )

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from apps.face_access.admin_cli import main as face_admin
 from apps.face_access.cli import check_command, enroll_command
 from apps.face_access.evaluate import door_scenario
+from apps.face_access.models import DLIB, SFACE
 from apps.face_access.store import FaceStore
 
 
@@ -23,7 +24,7 @@ def run(tmp_path, dlib_dat, yunet_onnx):
     """Invoke a command on a fresh database with the real models (loaded once per process)."""
     db = tmp_path / "faces.db"
     models = ["--db", str(db)]
-    embedder = [*models, "--weights", str(dlib_dat), "--detector-model", str(yunet_onnx)]
+    embedder = [*models, "--model", str(dlib_dat), "--detector-model", str(yunet_onnx)]
 
     def invoke(command, *args):
         extra = embedder if command in (enroll_command, check_command) else models
@@ -146,8 +147,36 @@ def test_other_models_embeddings_are_not_compared(run, att):
     with sqlite3.connect(run.db) as db:
         db.execute("UPDATE embeddings SET model_id = 'an-older-model'")
     result = run(check_command, att("s1", 2))
-    assert result.exit_code == 1 and result.stdout == "DENIED (nobody enrolled)\n"
-    assert result.stderr == "note: enrolled with another model, re-enrol: s1\n"
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == (
+        f"error: {run.db}: enrolled with an-older-model, not dlib; embeddings of two models are "
+        "never compared. To move to dlib, enrol everyone again into a new database "
+        "(face-enroll --from-folders PHOTOS --model dlib --db NEW.db)\n"
+    )
+
+
+def test_a_database_keeps_its_model_new_ones_get_sface(tmp_path, att, dlib_dat, offline_weights):
+    old, new = tmp_path / "old.db", tmp_path / "new.db"
+    runner = CliRunner()
+    enrolled = runner.invoke(
+        enroll_command, ["s1", str(att("s1", 1)), "--db", str(old), "--model", str(dlib_dat)]
+    )
+    assert enrolled.exit_code == 0
+    # No --model: the dlib database is checked with dlib, with a note on how to move.
+    checked = runner.invoke(check_command, [str(att("s1", 2)), "--db", str(old)])
+    assert checked.exit_code == 0 and checked.stdout.startswith("GRANTED s1")
+    assert "was enrolled with dlib and is checked with it" in checked.stderr
+    mixed = runner.invoke(
+        enroll_command, ["s2", str(att("s2", 1)), "--db", str(old), "--model", "sface"]
+    )
+    assert mixed.exit_code == 2 and "enrol everyone again into a new database" in mixed.stderr
+    assert [p.model_ids for p in FaceStore(old).people()] == [(DLIB.model_id,)]
+    # A new database is enrolled with SFace and checked with it, at SFace's threshold.
+    assert runner.invoke(enroll_command, ["s1", str(att("s1", 1)), "--db", str(new)]).exit_code == 0
+    checked = runner.invoke(check_command, [str(att("s1", 2)), "--db", str(new), "--json"])
+    answer = json.loads(checked.stdout)
+    assert (answer["decision"], answer["threshold"]) == ("granted", SFACE.threshold)
+    assert FaceStore(new).model_ids() == [SFACE.model_id]
 
 
 def test_a_failed_enrolment_creates_no_database(run, tmp_path):
@@ -317,7 +346,7 @@ def test_image_files_and_camera_are_exclusive(run, att):
 def test_door_scenario_on_att_faces(tmp_path, data_dir, dlib_dat, yunet_onnx):
     """The issue's scenario: enrol half of the 40 people with 5 photos, then check every other
     photo of them (should be granted as themselves) and all 200 of the other half."""
-    models = ("--weights", str(dlib_dat), "--detector-model", str(yunet_onnx))
+    models = ("--model", str(dlib_dat), "--detector-model", str(yunet_onnx))
     figures = door_scenario(
         data_dir / "faces" / "att_faces", tmp_path / "faces.db", model_args=models
     )
@@ -342,3 +371,36 @@ def test_happy_house_door(run, data_dir):
     assert [a["decision"] for a in answers] == ["granted"] * 6 and result.exit_code == 0
     assert [a["name"] for a in answers] == ["younes", "bertrand", "benoit", "bertrand", "dan",
                                             "arnaud"]  # fmt: skip
+
+
+def test_enrol_from_folders_reports_each_person_and_half_enrols_no_one(run, att, tmp_path):
+    staff = tmp_path / "staff"
+    for person, numbers in (("s1", (1, 2)), ("s2", (1, 3))):
+        (staff / person).mkdir(parents=True)
+        for number in numbers:
+            (staff / person / f"{number}.pgm").write_bytes(att(person, number).read_bytes())
+    # One usable photo and one without a face: still nothing of this person is stored.
+    (staff / "s3").mkdir()
+    (staff / "s3" / "1.pgm").write_bytes(att("s3", 1).read_bytes())
+    cv2.imwrite(str(staff / "s3" / "2.png"), np.full((100, 100, 3), 200, np.uint8))
+    (staff / "nobody").mkdir()
+    cv2.imwrite(str(staff / "nobody" / "wall.png"), np.full((100, 100, 3), 90, np.uint8))
+    result = run(enroll_command, "--from-folders", staff)
+    assert result.exit_code == 2
+    assert result.stdout.splitlines() == [
+        "enrolled s1: 2 face(s)",
+        "enrolled s2: 2 face(s)",
+        "enrolled s3: 1 face(s)",
+    ]
+    assert "not enrolled nobody: no usable face to enrol 'nobody'" in result.stderr
+    assert f"rejected: {staff / 's3' / '2.png'}: no face found" in result.stderr
+    assert result.stderr.endswith("3 of 4 people enrolled\n")
+    assert [(p.name, p.count) for p in FaceStore(run.db).people()] == [
+        ("s1", 2),
+        ("s2", 2),
+        ("s3", 1),
+    ]
+    nameless = run(enroll_command, "s9", "--from-folders", staff)
+    assert nameless.exit_code == 2 and "give no NAME" in nameless.stderr
+    missing = run(enroll_command, "--from-folders", tmp_path / "nowhere")
+    assert missing.exit_code == 2 and "nowhere: not a folder" in missing.stderr

@@ -6,14 +6,20 @@ import math
 
 import numpy as np
 
-from apps.face_access.evaluate import LEVER_SCORES, lever_table, random_splits
+from apps.face_access.evaluate import (
+    LEVER_SCORES,
+    development_photos,
+    lever_table,
+    pair_distances,
+    random_splits,
+)
 
 LABELS = np.repeat(np.arange(4), 3)  # four people, three photos each
 
 
 def test_distinct_people_are_all_granted_and_no_impostor_comes_near():
     vectors = np.eye(4, dtype=np.float32)[LABELS]  # photos of a person coincide
-    figures = random_splits(LABELS, vectors, splits=20, enrol=1, threshold=0.31)
+    figures = random_splits(LABELS, vectors, splits=20, enrol=1, threshold=0.31, margin=0.05)
     np.testing.assert_array_equal(figures.true_accept_rates, np.ones(20))
     assert figures.wrong_person == figures.impostors_granted == figures.splits_with_impostor == 0
     assert figures.impostor_probes == 20 * 6  # two people of three photos left out each time
@@ -26,7 +32,7 @@ def test_a_look_alike_gets_in_when_only_the_other_is_enrolled():
     photos get in."""
     basis = np.eye(4, dtype=np.float32)
     basis[3] = basis[2]
-    figures = random_splits(LABELS, basis[LABELS], splits=60, enrol=1, threshold=0.31)
+    figures = random_splits(LABELS, basis[LABELS], splits=60, enrol=1, threshold=0.31, margin=0.05)
     rates = figures.true_accept_rates
     assert set(rates.tolist()) <= {0.0, 1.0} and (rates == 0).any()
     assert figures.wrong_person == 0
@@ -39,7 +45,7 @@ def test_a_look_alike_gets_in_when_only_the_other_is_enrolled():
 def test_a_photo_without_a_usable_face_is_never_granted():
     vectors = np.eye(4, dtype=np.float32)[LABELS]
     vectors[0] = np.nan  # person 0's first photo
-    figures = random_splits(LABELS, vectors, splits=40, enrol=1)
+    figures = random_splits(LABELS, vectors, splits=40, enrol=1, threshold=0.31, margin=0.05)
     # Person 0 enrolled: from that photo, nothing is enrolled and both probes fail (0.5);
     # as one of the two probes, it alone fails (0.75). Not enrolled: every probe passes.
     rates = figures.true_accept_rates
@@ -61,3 +67,21 @@ def test_lever_table_scores_every_rule_on_the_same_splits():
     lines = lever_table(LABELS, {"plain": look_alike}, splits=10, enrol=1)
     rule_line = next(line for line in lines if "distance, no margin" in line)
     assert "TAR 1.000" not in rule_line  # the look-alike's impostor distance 0 blocks them
+
+
+def test_pair_distances_split_genuine_from_impostor_pairs():
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], np.float32)
+    genuine, impostor = pair_distances(vectors, np.array(["a", "a", "b"]))
+    np.testing.assert_allclose(genuine, [np.sqrt(2)], rtol=1e-6)
+    np.testing.assert_allclose(sorted(impostor), [np.sqrt(2), 2.0], rtol=1e-6)
+
+
+def test_development_photos_lists_every_set_with_its_roles(data_dir):
+    photos = development_photos(data_dir / "faces")
+    sets = {name for name, *_ in photos}
+    roles = {role for _, _, role, _ in photos}
+    assert sets == {"lfw", "att", "celeba"}
+    assert {"train", "dev_enrol", "dev_stranger", "att", "val"} <= roles
+    # glint, reserved for final figures, is never read by the study
+    assert not any("glint" in str(photo) for *_, photo in photos)
+    assert sum(name == "att" for name, *_ in photos) == 400

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from apps.face_access.alignment import align_face
-from apps.face_access.decision import DEFAULT_THRESHOLD
+from apps.face_access.models import DLIB
 from apps.face_access.pipeline import MIN_SHARPNESS, FacePipeline, sharpness
 from shared.errors import InputError
 from shared.images import read_image
@@ -62,9 +62,12 @@ def test_refusals_name_the_image_and_the_reason(pipeline, att):
 def test_sharpness_falls_with_blur(pipeline, att):
     rgb = att("s7", 3)
     face = pipeline.usable_face(rgb, "x")
-    sharp = sharpness(align_face(rgb, face.landmarks))
+    sharp = sharpness(align_face(rgb, face.landmarks), DLIB.sharpness_region)
     softer = [
-        sharpness(align_face(cv2.GaussianBlur(rgb, (k, k), 0), face.landmarks)) for k in (3, 7, 11)
+        sharpness(
+            align_face(cv2.GaussianBlur(rgb, (k, k), 0), face.landmarks), DLIB.sharpness_region
+        )
+        for k in (3, 7, 11)
     ]
     assert sharp > softer[0] > softer[1] > softer[2]
 
@@ -81,8 +84,8 @@ def test_sharpness_does_not_depend_on_resolution(pipeline, att, person, number):
     enlarged = cv2.resize(rgb, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
     original = pipeline.face_vector(rgb, "original")
     bigger = pipeline.face_vector(enlarged, "enlarged")  # would raise if called blurred
-    score = sharpness(align_face(rgb, original.face.landmarks))
-    score_enlarged = sharpness(align_face(enlarged, bigger.face.landmarks))
+    score = sharpness(align_face(rgb, original.face.landmarks), DLIB.sharpness_region)
+    score_enlarged = sharpness(align_face(enlarged, bigger.face.landmarks), DLIB.sharpness_region)
     assert min(score, score_enlarged) >= MIN_SHARPNESS
     assert 0.6 < score_enlarged / score < 1.8
-    assert np.linalg.norm(original.vector - bigger.vector) < DEFAULT_THRESHOLD
+    assert np.linalg.norm(original.vector - bigger.vector) < DLIB.threshold

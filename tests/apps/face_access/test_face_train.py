@@ -17,8 +17,10 @@ from keras import layers
 
 from apps.face_access import facesets
 from apps.face_access.cli import check_command, enroll_command
+from apps.face_access.embedding import FaceEmbedder
 from apps.face_access.eval_cli import main as face_eval
-from apps.face_access.face_model import FaceEmbeddingTask, TrainedEmbedder, new_model_id
+from apps.face_access.face_model import FaceEmbeddingTask, new_model_id
+from apps.face_access.models import DLIB, trained_spec
 from apps.face_access.store import FaceStore
 from apps.face_access.train_cli import main as face_train
 from apps.face_access.training import STATE_FILE, pk_batches, train
@@ -123,10 +125,19 @@ def test_training_lowers_the_loss_and_logs_the_tags(att_chips, tmp_path, yunet_o
     assert (projector / "projector_config.pbtxt").is_file()
     assert (projector / "sprite.png").is_file()
 
-    embedder = TrainedEmbedder(tmp_path / "model.keras")
-    assert embedder.model_id == report.model_id and embedder.model_id.startswith("face-train/")
+    # The saved model is one more embedder spec: dlib's chip, its own id, and as threshold
+    # the distance of the validation FAR at its best epoch.
+    spec = trained_spec(tmp_path / "model.keras")
+    assert spec.model_id == report.model_id and spec.model_id.startswith("face-train/")
+    assert spec.chip_layout == DLIB.chip_layout and spec.mirror
+    best = report.validation[report.best_epoch - 1]
+    assert spec.threshold == pytest.approx(best["threshold"]) and 0 < spec.threshold < 2
+    embedder = FaceEmbedder(spec, tmp_path / "model.keras")
     vectors = embedder.embed(val_chips.chips[:3])
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(
+        vectors[0], embedder.embed(val_chips.chips[:1])[0], atol=1e-5
+    )  # batch-independent: inference mode
 
     # The commands take it as --model PATH; its embeddings are kept apart from dlib's.
     db, photos = tmp_path / "door.db", [str(p.path) for p in val_chips.photos]
@@ -135,9 +146,14 @@ def test_training_lowers_the_loss_and_logs_the_tags(att_chips, tmp_path, yunet_o
     assert enrolled.exit_code == 0, enrolled.output
     with FaceStore(db) as store:
         assert store.people()[0].model_ids == (report.model_id,)
-    dlib = ["--db", str(db), "--weights", str(dlib_dat), "--detector-model", str(yunet_onnx)]
+    checked = CliRunner().invoke(check_command, [photos[3], "--db", str(db), *trained, "--json"])
+    assert checked.exit_code in (0, 1), checked.output
+    assert json.loads(checked.stdout)["threshold"] == pytest.approx(spec.threshold)
+    dlib = ["--db", str(db), "--model", str(dlib_dat), "--detector-model", str(yunet_onnx)]
     checked = CliRunner().invoke(check_command, [photos[3], *dlib])
-    assert checked.exit_code == 1 and "enrolled with another model, re-enrol: s7" in checked.stderr
+    assert checked.exit_code == 2 and "never compared" in checked.stderr, checked.output
+    checked = CliRunner().invoke(check_command, [photos[3], "--db", str(db)])
+    assert checked.exit_code == 2 and "pass the same file with --model PATH" in checked.stderr
     folder = tmp_path / "people"
     for person in ("s7", "s8"):
         (folder / person).mkdir(parents=True)
@@ -242,3 +258,34 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, data_dir):
     empty.mkdir()
     result = runner.invoke(face_train, [str(empty), "--val", str(att)])
     assert result.exit_code == 2 and result.stderr == f"error: {empty}: no person folders found\n"
+
+
+def test_a_keras_file_is_a_trained_spec_only_if_face_train_saved_it(tmp_path):
+    from apps.face_access.access import door_threshold
+    from apps.face_access.models import resolve_model
+    from shared.errors import InputError
+
+    task = small_task()
+    task.save(tmp_path / "face.keras")
+    spec, path = resolve_model(tmp_path / "face.keras")
+    assert path == tmp_path / "face.keras" and spec.model_id == task.model_id
+    assert spec.threshold is None  # never validated: the database must supply one
+    with FaceStore(tmp_path / "door.db") as store:
+
+        class Pipeline:  # door_threshold reads only the embedder's spec
+            embedder = type("Embedder", (), {"spec": spec})
+
+        with pytest.raises(InputError, match=r"carries no threshold.*--recommend-threshold"):
+            door_threshold(store, Pipeline)
+        store.set_threshold(spec.model_id, 0.42)
+        assert door_threshold(store, Pipeline) == 0.42
+        assert door_threshold(store, Pipeline, 0.3) == 0.3
+    # With the same file again, the same model: a database enrolled with it accepts it.
+    assert resolve_model(tmp_path / "face.keras", [task.model_id])[0].model_id == task.model_id
+
+    keras.Sequential([keras.Input((4,)), layers.Dense(2)]).save(tmp_path / "other.keras")
+    with pytest.raises(InputError, match="not a face embedder saved by face-train"):
+        resolve_model(tmp_path / "other.keras")
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match=r"broken\.keras: not a face model saved by face-train"):
+        resolve_model(tmp_path / "broken.keras")

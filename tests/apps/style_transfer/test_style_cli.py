@@ -145,6 +145,8 @@ def pictures(tmp_path):
         ("blend_text", "--style-blend: expected numbers"),
         ("scales", "use a larger --size or fewer --scales"),
         ("suffix", "cannot write an image with suffix '.xyz'"),
+        ("exists", "earlier.png: already exists; choose another name or pass --exist-ok"),
+        ("snapshot", "new_00004.png: already exists; choose another name or pass --exist-ok"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(pictures, tmp_path, case, expected):
@@ -159,7 +161,11 @@ def test_bad_input_is_one_line_and_exit_2(pictures, tmp_path, case, expected):
         "blend_text": [good, good, "--style-blend", "a,b"],
         "scales": [good, good, "--size", "64", "--scales", "2"],
         "suffix": [good, good, "-o", tmp_path / "out.xyz"],
+        "exists": [good, good, "-o", tmp_path / "earlier.png"],
+        "snapshot": [good, good, "-o", tmp_path / "new.png", "--save-every", "2"],
     }[case]
+    (tmp_path / "earlier.png").write_bytes(b"an earlier result")
+    (tmp_path / "new_00004.png").write_bytes(b"an earlier snapshot")
     code, lines = _run(*args)
     assert code == 2
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
@@ -205,9 +211,12 @@ def test_offline_auto_says_one_line_and_never_tries_the_download(
     monkeypatch.setattr(features.socket, "getaddrinfo", no_name_server)
     monkeypatch.setattr(features.keras.utils, "get_file", pytest.fail)
     content, style = style_images
-    args = [content, style, "--size", "64", "--iterations", "1", "-o", tmp_path / "out.png"]
+    earlier = tmp_path / "out.png"
+    earlier.write_bytes(b"an earlier result, replaced as --exist-ok allows")
+    args = [content, style, "--size", "64", "--iterations", "1", "-o", earlier, "--exist-ok"]
     result = CliRunner().invoke(main, [*map(str, args), "--json"])
     assert result.exit_code == 0, result.output + result.stderr
+    assert cv2.imread(str(earlier)).shape == (48, 64, 3)
     assert json.loads(result.stdout)["model"] == "squeezenet"
     (line,) = result.stderr.splitlines()
     assert line.startswith("notice: VGG-19 weights (vgg19_weights_tf_dim_ordering_tf_kernels")

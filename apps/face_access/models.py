@@ -1,0 +1,297 @@
+"""The face embedders the door can use, one spec each, and ``--model`` resolution.
+
+An ``EmbedderSpec`` carries everything the app needs to use a model: where its file comes
+from (a row of ``data/weights.tsv``), how to build the Keras network from it, the chip it
+expects (template, size, sampling), its input scaling, whether the mirror image is averaged
+in, the id stored with every embedding, and the door's default threshold and margin for
+it. Adding a model is one entry in ``SPECS``.
+
+A model trained by ``face-train`` (a ``.keras`` file) is one more spec, made from the file
+(``trained_spec``): dlib's chip, its own model id and the threshold chosen on its validation
+people, all read from the file without loading it.
+
+``resolve_model`` is the one place where a ``--model`` value (a name, or the path of a
+weights file) and a database's enrolled model become the spec to run; ``face-enroll``,
+``face-check`` and the evaluation tools all call it, so a database enrolled with one model
+is never checked with another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from apps.face_access.alignment import (
+    ARCFACE_CHIP_SIZE,
+    ARCFACE_TEMPLATE,
+    CHIP_SIZE,
+    YUNET_CHIP_TEMPLATE,
+    align_face,
+    warp_face,
+)
+from shared.errors import InputError
+from shared.weights import catalogue, file_digest, resolve_file
+
+
+def _build_onnx(path: Path):
+    from shared.backbones.onnx_import import onnx_to_keras
+
+    return onnx_to_keras(path)
+
+
+def _build_dlib(path: Path):
+    from shared.backbones.dlib_resnet import dlib_face_resnet
+
+    # The inference form with dlib's affine layers folded into the convolutions: the same
+    # descriptors (oracle test), 10 to 15 % faster.
+    return dlib_face_resnet(path, folded=True)
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one object per model
+class EmbedderSpec:
+    """What the door needs to know about one face-embedding model."""
+
+    name: str  # the --model value
+    model_id: str  # stored with every embedding; change it whenever the vectors would change
+    catalogue: str  # model name in data/weights.tsv
+    filename: str
+    build: Callable[[Path], object]  # weights file -> keras.Model (chips -> raw descriptors)
+    chip_size: int
+    template: np.ndarray  # YuNet's 5 points in chip pixels
+    dlib_sampling: bool  # dlib's extract_image_chip (align_face), else a plain warp
+    input_mean: tuple[float, float, float]  # network input = (RGB pixel - mean) / std
+    input_std: tuple[float, float, float]
+    mirror: bool  # average the chip's embedding with its mirror image's
+    # Largest distance (unit vectors) granted by default; None for a trained model whose file
+    # carries none: the database's threshold (face-eval --recommend-threshold --db) is needed.
+    threshold: float | None
+    margin: float  # how much nearer than the second person the best must be
+    # The inner face (brows to chin, cheek to cheek) on this chip, where sharpness is judged.
+    sharpness_region: tuple[slice, slice]
+
+    @property
+    def chip_layout(self) -> str:
+        """What makes this spec's chips what they are (two specs with the same cut the same
+        chips): size, sampling and template. Cached chips are keyed by it."""
+        sampling = "dlib" if self.dlib_sampling else "warp"
+        points = ",".join(f"{v:.2f}" for v in np.asarray(self.template).ravel())
+        return f"{self.chip_size}/{sampling}/{points}"
+
+    def chip(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """The aligned chip of the face with these YuNet landmarks."""
+        cut = align_face if self.dlib_sampling else warp_face
+        return cut(rgb, landmarks, self.template, self.chip_size)
+
+
+SFACE = EmbedderSpec(
+    name="sface",
+    model_id="sface-2021dec-int8bq/arcface112/l2",
+    catalogue="sface",
+    filename="face_recognition_sface_2021dec_int8bq.onnx",
+    build=_build_onnx,
+    chip_size=ARCFACE_CHIP_SIZE,
+    template=ARCFACE_TEMPLATE,
+    dlib_sampling=False,
+    # OpenCV's FaceRecognizerSF feeds raw RGB 0..255; the graph itself scales it.
+    input_mean=(0.0, 0.0, 0.0),
+    input_std=(1.0, 1.0, 1.0),
+    # No mirror image: it would double the embedding time of a check (goal: 20 ms end to end).
+    mirror=False,
+    # Chosen on development data only, by one rule for every model (face_access README,
+    # "Choosing the threshold"; ``python -m apps.face_access.evaluate FACES --study``): the
+    # pairwise FAR of 1e-6 over the 11.6 million impostor pairs of the LFW train/dev, AT&T and
+    # CelebA people (0.958 here), so that a door of 300 enrolled faces facing 300 strangers
+    # expects under 0.1 stranger grants, rounded down to a multiple of 0.05 for safety.
+    # 30 random doors of LFW-train people at 0.95: TAR 0.958, 5 of 35,010 strangers in.
+    threshold=0.95,
+    # No wrong-person grant on development data at any margin; 0.05 costs no TAR there
+    # (0.10 costs 0.2 points at 1.0) and guards a probe that is near two enrolled people.
+    margin=0.05,
+    # The inner face on the ArcFace chip (eyes at y = 52, mouth at y = 92); on every
+    # development photo SFace's chips score at least 14.8 (AT&T, 1st percentile), far above
+    # the gate.
+    sharpness_region=(slice(45, 105), slice(26, 86)),
+)
+MOBILEFACENET = dataclasses.replace(
+    SFACE,
+    name="mobilefacenet",
+    model_id="mobilefacenet-foamliu/arcface112/l2",
+    catalogue="mobilefacenet",
+    filename="MobileFaceNet.onnx",
+    # x / 255, then ImageNet's mean and std (foamliu's training transform), in pixel units.
+    input_mean=(0.485 * 255, 0.456 * 255, 0.406 * 255),
+    input_std=(0.229 * 255, 0.224 * 255, 0.225 * 255),
+    # SFace's rule: pairwise FAR 1e-6 on the development pairs at 0.931, rounded down. 30
+    # random doors of LFW-train people at 0.90: TAR 0.852, none of 35,010 strangers in.
+    threshold=0.9,
+)
+DLIB = EmbedderSpec(
+    name="dlib",
+    # The id databases enrolled before the ArcFace models carry: they keep working.
+    model_id="dlib-resnet-v1/yunet-5pt/flip-mean/l2",
+    catalogue="dlib-face-resnet",
+    filename="dlib_face_recognition_resnet_model_v1.dat",
+    build=_build_dlib,
+    chip_size=CHIP_SIZE,
+    template=YUNET_CHIP_TEMPLATE,
+    dlib_sampling=True,
+    # dlib's input layer: (pixel - its stored means) / 256 (shared/backbones/dlib_resnet.py).
+    input_mean=(122.782, 117.001, 104.298),
+    input_std=(256.0, 256.0, 256.0),
+    mirror=True,
+    # Chosen on AT&T only by the development protocol of the README ("Choosing the defaults"):
+    # 200 random splits of AT&T's 40 people into 20 enrolled (2, 3 or 5 random photos each)
+    # and 20 impostors. The nearest impostor over all 200 splits (40,000 impostor probes)
+    # came at 0.315 for every enrolment size; at 0.31 none is granted and the genuine probes
+    # are granted at a mean rate of 0.960 (2 photos), 0.973 (3) and 0.981 (5). The margin
+    # costs 0.1 to 0.2 points of TAR at 0.31 and removes the wrong-person grants that appear
+    # as the threshold loosens (3 of 32,000 genuine probes at 0.33 with 2 photos).
+    threshold=0.31,
+    margin=0.05,
+    sharpness_region=(slice(40, 115), slice(35, 115)),
+)
+SPECS = {spec.name: spec for spec in (SFACE, MOBILEFACENET, DLIB)}
+DEFAULT_MODEL = "sface"
+# face-train learns on dlib's 150x150 chip whatever the backbone (one that wants another size
+# shrinks it inside the model); its models are cut their chips the same way.
+TRAINED_CHIP = DLIB
+
+
+def spec_for_model_id(model_id: str) -> EmbedderSpec | None:
+    """The catalogued spec whose embeddings carry ``model_id`` (None if none does)."""
+    return next((spec for spec in SPECS.values() if spec.model_id == model_id), None)
+
+
+def _build_trained(path: Path):
+    from apps.face_access.face_model import load_task
+
+    return load_task(path)
+
+
+def trained_spec(path: Path) -> EmbedderSpec:
+    """The spec of a ``face-train`` model (``.keras``), from the settings saved in the file.
+
+    face-train learns on dlib's 150x150 chip (whatever its backbone, which shrinks it inside
+    the model if it wants another size), and the model scales the pixels itself; so the spec
+    is ``TRAINED_CHIP``'s with the file's id (unique to that training run) and threshold.
+    """
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            saved = json.loads(archive.read("config.json"))
+        is_task = saved.get("class_name") == "FaceEmbeddingTask"
+        settings = saved["config"]
+        model_id = settings["model_id"] if is_task else None
+    except (OSError, KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile) as err:
+        raise InputError(f"{path}: not a face model saved by face-train ({err})") from None
+    if not is_task:
+        raise InputError(f"{path}: a Keras model, but not a face embedder saved by face-train")
+    return dataclasses.replace(
+        TRAINED_CHIP,
+        name=str(path),
+        model_id=model_id,
+        catalogue="",
+        filename=path.name,
+        build=_build_trained,
+        input_mean=(0.0, 0.0, 0.0),
+        input_std=(1.0, 1.0, 1.0),
+        threshold=settings.get("threshold"),
+    )
+
+
+def _spec_for_path(path: Path) -> tuple[EmbedderSpec, Path]:
+    """The spec of a weights file given by path.
+
+    A catalogued file (same sha256) is that model. Another ``.dat`` is taken as a dlib
+    ResNet and another ``.onnx`` as an ArcFace-chip embedder fed raw RGB like SFace (the
+    convention of OpenCV's FaceRecognizerSF); their embeddings get an id of their own, keyed
+    by the file's sha256, so they are never compared with the catalogued model's. A
+    ``.keras`` file is a ``face-train`` model (``trained_spec``).
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: no such model file (--model takes {', '.join(SPECS)} or a path)")
+    if path.suffix.lower() == ".keras":
+        return trained_spec(path), path
+    digest = file_digest(path)
+    for spec in SPECS.values():
+        entries = catalogue().get(spec.catalogue, [])
+        if any(e.digest is not None and e.digest.hex == digest for e in entries):
+            return spec, path
+    base = {".dat": DLIB, ".onnx": SFACE}.get(path.suffix.lower())
+    if base is None:
+        raise InputError(
+            f"{path}: not a face model (a dlib .dat, an ONNX file or a face-train .keras)"
+        )
+    return dataclasses.replace(
+        base, name=str(path), model_id=f"{base.model_id}@{digest[:16]}"
+    ), path
+
+
+def resolve_model(
+    choice: str | Path | None, enrolled: Sequence[str] = (), database: str | Path = "database"
+) -> tuple[EmbedderSpec, Path | None]:
+    """The spec to run and its weights file (None: let the resolver find the catalogued file).
+
+    ``choice`` is a ``--model`` value: a name in ``SPECS``, a path, or None for the
+    database's own model (``DEFAULT_MODEL`` for an empty database). ``enrolled`` are the model
+    ids the database holds embeddings of. A choice that differs from the database's model is
+    refused: embeddings of two models are never compared, and the way to move is to enrol the
+    people again into a new database.
+    """
+    path: Path | None = None
+    if choice is None:
+        spec = _enrolled_spec(enrolled, database) if enrolled else SPECS[DEFAULT_MODEL]
+    elif str(choice) in SPECS:
+        spec = SPECS[str(choice)]
+    else:
+        spec, path = _spec_for_path(Path(choice))
+    if enrolled and spec.model_id not in enrolled:
+        held = ", ".join(_label(model_id) for model_id in enrolled)
+        raise InputError(
+            f"{database}: enrolled with {held}, not {spec.name}; embeddings of two models are "
+            f"never compared. To move to {spec.name}, enrol everyone again into a new database "
+            f"(face-enroll --from-folders PHOTOS --model {spec.name} --db NEW.db)"
+        )
+    return spec, path
+
+
+def _label(model_id: str) -> str:
+    spec = spec_for_model_id(model_id)
+    return spec.name if spec is not None else model_id
+
+
+def _enrolled_spec(enrolled: Sequence[str], database: str | Path) -> EmbedderSpec:
+    if len(enrolled) > 1:
+        raise InputError(
+            f"{database}: holds embeddings of several models ({', '.join(map(_label, enrolled))}); "
+            "choose one with --model"
+        )
+    spec = spec_for_model_id(enrolled[0])
+    if spec is None:
+        raise InputError(
+            f"{database}: enrolled with {enrolled[0]}, a model file given by path; "
+            "pass the same file with --model PATH"
+        )
+    return spec
+
+
+def move_hint(spec: EmbedderSpec, database: str | Path) -> str | None:
+    """A note for a database that keeps an older model than the default, saying how to move."""
+    if spec.name == DEFAULT_MODEL:
+        return None
+    return (
+        f"note: {database} was enrolled with {spec.name} and is checked with it; "
+        f"{DEFAULT_MODEL} is the stronger default: to move, enrol everyone again into a new "
+        f"database (face-enroll --from-folders PHOTOS --db NEW.db)"
+    )
+
+
+def weights_path(spec: EmbedderSpec, explicit: Path | None = None) -> Path:
+    """The spec's weights file: ``explicit``, else found (or downloaded) by the resolver."""
+    return resolve_file(spec.catalogue, spec.filename, explicit)

@@ -1,0 +1,102 @@
+"""What every command shares (shared/cli.py): one-line errors, exit codes, closed pipes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from shared.cli import (
+    EXIT_BROKEN_PIPE,
+    Command,
+    Group,
+    MultipleOf,
+    debug_option,
+    user_errors,
+)
+from shared.errors import InputError
+
+
+@click.command(cls=Command)
+@click.option("--size", type=MultipleOf(32, 640), default=320)
+@click.option("--count", type=click.IntRange(min=1), default=1)
+@debug_option
+@user_errors
+def toy(size: int, count: int, debug: bool) -> None:
+    if size == 64:
+        raise InputError("clip.mp4: not a video")
+    click.echo(f"{size} {count}")
+
+
+def test_usage_errors_are_one_line_naming_the_flag():
+    for args, flag in ((["--count", "0"], "--count"), (["--size", "100"], "--size")):
+        result = CliRunner().invoke(toy, args)
+        assert result.exit_code == 2
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+        assert f"'{flag}'" in result.stderr
+    result = CliRunner().invoke(toy, ["--size", "100"])
+    assert "100 is not a positive multiple of 32 up to 640" in result.stderr
+    for good in ("32", "640"):
+        assert CliRunner().invoke(toy, ["--size", good]).stdout == f"{good} 1\n"
+    for bad in ("0", "-32", "672", "abc"):
+        assert CliRunner().invoke(toy, ["--size", bad]).exit_code == 2
+
+
+def test_a_group_reports_its_subcommands_usage_errors_in_one_line():
+    @click.group(cls=Group)
+    def tool() -> None:
+        """A group."""
+
+    @tool.command()
+    @click.option("--window", type=click.IntRange(min=1))
+    def check(window: int) -> None:
+        click.echo(window)
+
+    result = CliRunner().invoke(tool, ["check", "--window", "0"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "'--window'" in result.stderr
+
+
+def test_debug_shows_the_traceback_and_keeps_exit_code_2():
+    quiet = CliRunner().invoke(toy, ["--size", "64"])
+    assert quiet.exit_code == 2 and quiet.stderr == "error: clip.mp4: not a video\n"
+    loud = CliRunner().invoke(toy, ["--size", "64", "--debug"])
+    assert loud.exit_code == 2
+    assert "Traceback" in loud.stderr and "error: clip.mp4: not a video" in loud.stderr
+
+
+SPEAKER = textwrap.dedent(
+    """
+    import click
+    from shared.cli import Command, debug_option, user_errors
+
+    @click.command(cls=Command)
+    @debug_option
+    @user_errors
+    def speak(debug):
+        for number in range(1_000_000):
+            click.echo(f"line {number}")
+
+    speak()
+    """
+)
+
+
+@pytest.mark.parametrize("head", [0, 1], ids=["closed-at-once", "after-one-line"])
+def test_a_reader_closing_the_pipe_ends_the_command_quietly(head: int):
+    """``command | head -1``: no "error:" line, no "Exception ignored", SIGPIPE's status."""
+    speaker = subprocess.Popen(
+        [sys.executable, "-c", SPEAKER],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    for _ in range(head):
+        speaker.stdout.readline()
+    speaker.stdout.close()
+    _, stderr = speaker.communicate(timeout=60)
+    assert speaker.returncode == EXIT_BROKEN_PIPE
+    assert stderr == b""
