@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from shared.errors import UserError
+from shared.runtime import RUNTIMES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +32,13 @@ EXIT_BROKEN_PIPE = 141
 
 debug_option = click.option(
     "--debug", is_flag=True, help="Show full tracebacks as well as the one-line errors."
+)
+
+runtime_option = click.option(
+    "--runtime",
+    type=click.Choice(RUNTIMES),
+    default=None,
+    help="Inference runtime [default: openvino where it works, else tensorflow].",
 )
 
 exist_ok_option = click.option(

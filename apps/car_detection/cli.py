@@ -23,11 +23,11 @@ from shared.cli import (
     debug_option,
     exist_ok_option,
     progress,
+    runtime_option,
     user_errors,
 )
 from shared.errors import InputError
 from shared.files import refuse_to_replace
-from shared.runtime import RUNTIMES
 from shared.video import BROWSER_PLAYABLE_FOURCCS
 
 # Inference time grows with the square of the input size: 1280 is already 16 times the work
@@ -123,12 +123,7 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     help="Keep every class over --conf for a box (Darknet's mAP rule; one object may then be "
     "counted as a car and a truck). Default: one label per box, its best class.",
 )
-@click.option(
-    "--runtime",
-    type=click.Choice(RUNTIMES),
-    default=None,
-    help="Inference runtime [default: openvino where it works, else tensorflow].",
-)
+@runtime_option
 @checked_option("--batch", 8, click.IntRange(1, MAX_BATCH), "Frames per inference batch.")
 @checked_option("--vid-stride", 1, click.IntRange(min=1), "Infer every N-th frame.")
 @click.option("--output", "-o", type=click.Path(), help="Annotated video, image or folder.")

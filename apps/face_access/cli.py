@@ -33,7 +33,7 @@ from shared.cli import (
     checked_option,
     debug_option,
     progress,
-    quiet_tensorflow,
+    runtime_option,
     user_errors,
 )
 from shared.errors import InputError
@@ -75,7 +75,11 @@ def _enrolled_models(db: Path | None) -> list[str]:
 
 
 def _open_pipeline(
-    enrolled: list[str], db: Path | None, model: str | None, detector_model: Path | None
+    enrolled: list[str],
+    db: Path | None,
+    model: str | None,
+    detector_model: Path | None,
+    runtime: str | None,
 ):
     """The pipeline of the database's model (or ``--model``); refuses to mix two models."""
     database = db if db is not None else default_db_path()
@@ -84,7 +88,7 @@ def _open_pipeline(
         hint = move_hint(spec, database)
         if hint:
             click.echo(hint, err=True)
-    return _load_pipeline(spec, weights, detector_model)
+    return _load_pipeline(spec, weights, detector_model, runtime)
 
 
 def _per_model(name: str, help_text: str, first: str = ""):
@@ -96,14 +100,15 @@ def _per_model(name: str, help_text: str, first: str = ""):
 
 
 @functools.cache
-def _load_pipeline(spec: EmbedderSpec, weights: Path | None, detector_model: Path | None):
+def _load_pipeline(
+    spec: EmbedderSpec, weights: Path | None, detector_model: Path | None, runtime: str | None
+):
     """Load the models once per process (commands called from Python reuse them)."""
-    quiet_tensorflow()
     from apps.face_access.detection import FaceDetector
     from apps.face_access.embedding import FaceEmbedder
     from apps.face_access.pipeline import FacePipeline
 
-    return FacePipeline(FaceDetector(detector_model), FaceEmbedder(spec, weights))
+    return FacePipeline(FaceDetector(detector_model), FaceEmbedder(spec, weights, runtime=runtime))
 
 
 def _camera_frames(source: str, max_frames: int | None):
@@ -143,6 +148,7 @@ def _camera_frames(source: str, max_frames: int | None):
 @db_option
 @model_option
 @detector_option
+@runtime_option
 @debug_option
 @user_errors
 def enroll_command(
@@ -158,6 +164,7 @@ def enroll_command(
     db,
     model,
     detector_model,
+    runtime,
     debug,
 ):
     """Enrol NAME from photos (each with exactly one usable face) or from a camera, or
@@ -169,7 +176,9 @@ def enroll_command(
     if from_folders is not None:
         if name or camera:
             raise InputError("--from-folders takes the names from the folders: give no NAME")
-        _enrol_folders(from_folders, largest, replace, force, as_json, db, model, detector_model)
+        _enrol_folders(
+            from_folders, largest, replace, force, as_json, db, model, detector_model, runtime
+        )
         return
     if name is None:
         raise InputError("give the person's NAME (or --from-folders DIR)")
@@ -178,7 +187,7 @@ def enroll_command(
     # The database is opened once there is something to store: a failed enrolment leaves no
     # new file behind. Its path is checked first, so a mistyped --db costs no model load.
     FaceStore.check_location(db)
-    pipeline = _open_pipeline(_enrolled_models(db), db, model, detector_model)
+    pipeline = _open_pipeline(_enrolled_models(db), db, model, detector_model, runtime)
     with contextlib.ExitStack() as stack:
         if camera is not None:
             # Each frame is judged once; at most 20 frames per face wanted.
@@ -202,11 +211,13 @@ def enroll_command(
         click.echo(f"enrolled {report.name}: {len(report.enrolled)} face(s)")
 
 
-def _enrol_folders(root, largest, replace, force, as_json, db, model, detector_model) -> None:
+def _enrol_folders(
+    root, largest, replace, force, as_json, db, model, detector_model, runtime
+) -> None:
     """Bulk enrolment: a progress bar, a line per person, exit 2 if anyone was not enrolled."""
     folders = person_folders(root)  # checked before the models load
     FaceStore.check_location(db)
-    pipeline = _open_pipeline(_enrolled_models(db), db, model, detector_model)
+    pipeline = _open_pipeline(_enrolled_models(db), db, model, detector_model, runtime)
     refused = []
     with (
         FaceStore(db) as store,
@@ -287,6 +298,7 @@ def _enrol_folders(root, largest, replace, force, as_json, db, model, detector_m
 @db_option
 @model_option
 @detector_option
+@runtime_option
 @debug_option
 @user_errors
 def check_command(
@@ -304,6 +316,7 @@ def check_command(
     db,
     model,
     detector_model,
+    runtime,
     debug,
 ):
     """Grant (exit 0) or deny (exit 1) each face; exit 2 on a bad image or no face.
@@ -316,7 +329,7 @@ def check_command(
     with FaceStore(db, create=False) as store:
         checker = DoorChecker(
             store,
-            _open_pipeline(store.model_ids(), store.path, model, detector_model),
+            _open_pipeline(store.model_ids(), store.path, model, detector_model, runtime),
             threshold=threshold,
             margin=margin,
             max_denials=max_denials,

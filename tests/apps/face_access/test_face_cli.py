@@ -4,19 +4,28 @@ through the commands only."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from apps.face_access import embedding
 from apps.face_access.admin_cli import main as face_admin
-from apps.face_access.cli import check_command, enroll_command
+from apps.face_access.cli import _load_pipeline, check_command, enroll_command
+from apps.face_access.embedding import FaceEmbedder
 from apps.face_access.evaluate import door_scenario
 from apps.face_access.models import DLIB, SFACE
 from apps.face_access.store import FaceStore
+from shared.runtime import RUNTIMES, RuntimeUnavailable
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -177,6 +186,55 @@ def test_a_database_keeps_its_model_new_ones_get_sface(tmp_path, att, dlib_dat, 
     answer = json.loads(checked.stdout)
     assert (answer["decision"], answer["threshold"]) == ("granted", SFACE.threshold)
     assert FaceStore(new).model_ids() == [SFACE.model_id]
+
+
+def test_a_warm_cache_checks_without_importing_tensorflow(offline_weights, att, tmp_path):
+    """What `face-check one.jpg` runs after the first time: no TensorFlow in the process."""
+    FaceEmbedder(SFACE, runtime="openvino")  # compiles into the session's cache if not yet
+    db = tmp_path / "faces.db"
+    photos = [str(att("s1", number)) for number in (1, 2)]
+    assert CliRunner().invoke(enroll_command, ["s1", *photos, "--db", str(db)]).exit_code == 0
+    script = (
+        "import json, sys\n"
+        "from apps.face_access.cli import check_command\n"
+        "try:\n"
+        "    check_command.main(sys.argv[1:])\n"
+        "except SystemExit as end:\n"
+        "    loaded = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]\n"
+        "    print(json.dumps(sorted(loaded)))\n"
+        "    sys.exit(end.code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(att("s1", 8)), "--db", str(db)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    answer, modules = done.stdout.strip().splitlines()
+    assert answer.startswith("GRANTED s1 (distance 0.")
+    assert json.loads(modules) == [] and done.stderr == ""
+
+
+def test_runtime_option_reaches_the_embedder(monkeypatch, att, tmp_path, offline_weights):
+    asked = []
+
+    def refuse(name, sources, variant, build, runtime=None):
+        asked.append(runtime)
+        raise RuntimeUnavailable(f"{name} not run in this test")
+
+    monkeypatch.setattr(embedding, "load_model", refuse)
+    _load_pipeline.cache_clear()  # a pipeline loaded by an earlier test would hide the option
+    for runtime in RUNTIMES:
+        args = ["s1", str(att("s1", 1)), "--db", str(tmp_path / f"{runtime}.db")]
+        result = CliRunner().invoke(enroll_command, [*args, "--runtime", runtime])
+        assert result.exit_code == 2 and "not run in this test" in result.stderr
+    assert asked == list(RUNTIMES)
+    bad = CliRunner().invoke(check_command, [str(att("s1", 1)), "--runtime", "onnx"])
+    assert bad.exit_code == 2 and "--runtime" in bad.stderr
 
 
 def test_a_failed_enrolment_creates_no_database(run, tmp_path):
