@@ -16,7 +16,7 @@ import numpy as np
 
 from apps.face_access.cli import _enrolled_models, _load_pipeline, detector_option, model_option
 from apps.face_access.models import resolve_model, spec_for_model_id
-from shared.cli import debug_option, progress, user_errors
+from shared.cli import debug_option, progress, runtime_option, user_errors
 from shared.errors import InputError
 
 
@@ -157,6 +157,7 @@ several_option = click.option(
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @model_option
 @detector_option
+@runtime_option
 @debug_option
 @user_errors
 def main(
@@ -182,6 +183,7 @@ def main(
     as_json: bool,
     model,
     detector_model,
+    runtime,
     debug,
 ):
     """Verification figures for DATASET: a folder with one folder of photos per person,
@@ -201,7 +203,7 @@ def main(
         raise InputError("--db stores the recommended threshold: give --recommend-threshold")
     # The database's model when --db holds embeddings (a threshold belongs to one model).
     spec, weights = resolve_model(model, _enrolled_models(db) if db else [], db or "database")
-    models = (spec, weights, detector_model)
+    models = (spec, weights, detector_model, runtime)
     name = dataset.stem if dataset.is_file() else dataset.name
     report_path = report or Path(f"{name}_face-eval.json")
     roc_path = roc or Path(f"{name}_roc.png")

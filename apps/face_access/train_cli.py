@@ -38,7 +38,8 @@ def _chips(folders, roles, aligned, several, cache, detector_model):
     for folder in folders:
         chips = facesets.cached_chips(
             folder,
-            lambda: _load_pipeline(TRAINED_CHIP, None, detector_model),
+            # Only its detector and chip cutting are used: TensorFlow, already loaded here.
+            lambda: _load_pipeline(TRAINED_CHIP, None, detector_model, "tensorflow"),
             layout=TRAINED_CHIP.chip_layout,
             roles=roles,
             aligned=aligned,
