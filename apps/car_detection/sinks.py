@@ -5,16 +5,14 @@ output name never holds a half-written file. ``close(error)`` with an error
 (a crash) removes the temporary file; ``close()`` finalises, which the pipeline
 also does after Ctrl-C so that what was processed so far is kept.
 
-``BackgroundWriter`` runs the sinks in a thread: drawing and encoding overlap
-with inference (OpenCV releases the GIL while it encodes).
+``shared.frames.BackgroundWriter`` runs the sinks in a thread: drawing and
+encoding overlap with inference (OpenCV releases the GIL while it encodes).
 """
 
 from __future__ import annotations
 
 import csv
-import queue
 import sys
-import threading
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -124,46 +122,3 @@ class AnnotatedImageSink:
 
     def close(self, error: BaseException | None = None) -> None:
         """Each image was complete when written; nothing to finalise."""
-
-
-_DONE = object()
-
-
-class BackgroundWriter:
-    """Feeds sinks from a bounded queue in one thread, in frame order.
-
-    An exception raised by a sink stops the thread and is raised again in the
-    caller at its next ``write`` or at ``close``.
-    """
-
-    def __init__(self, sinks: list[Sink], depth: int = 16) -> None:
-        self.sinks = sinks
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="detect-cars-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not _DONE:
-            if self._error is not None:
-                continue  # drain the queue so the producer never blocks
-            try:
-                for sink in self.sinks:
-                    sink.write(*item)
-            except BaseException as error:  # handed to the caller
-                self._error = error
-
-    def write(self, rgb: np.ndarray, result: FrameResult, inferred: bool) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put((rgb, result, inferred))
-
-    def close(self, error: BaseException | None = None) -> None:
-        """Wait for queued frames, then close every sink (discarding files on a crash)."""
-        self._queue.put(_DONE)
-        self._thread.join()
-        failure = error or self._error
-        for sink in self.sinks:
-            sink.close(failure)
-        if error is None and self._error is not None:
-            raise self._error

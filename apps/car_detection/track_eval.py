@@ -12,6 +12,10 @@ Two label formats are read, told apart by their content:
 Predictions lying mostly inside an ignored region (half of their area or more) are dropped
 before scoring, as TrackEval drops those matched to distractors. The scores are
 ``shared.metrics.tracking_metrics``: MOTA, MOTP, IDF1, ID switches and HOTA.
+
+``find_sequence`` finds a sequence's frames and labels in the two datasets' layouts
+(``MOT17-13/img1`` + ``MOT17-13/gt/gt.txt``; ``image_02/0000/`` + ``label_02/0000.txt``), so
+``detect-cars-eval --track`` needs only the sequence.
 """
 
 from __future__ import annotations
@@ -111,6 +115,31 @@ def read_track_labels(path: Path | str, classes: Iterable[str] | None = None) ->
     if not labels.tracks.frames.size:
         raise InputError(f"{path}: no labelled object of the chosen classes")
     return labels
+
+
+def find_sequence(data: Path | str, labels: Path | str | None = None) -> tuple[str, Path]:
+    """The frames to read (what ``open_source`` takes) and the label file of sequence ``data``.
+
+    ``data`` is a video, a folder of frames or a MOTChallenge sequence folder (its ``img1/``
+    is read); ``labels`` given wins, else they are found where MOTChallenge (``gt/gt.txt``)
+    or KITTI tracking (``image_02/NNNN`` -> ``label_02/NNNN.txt``) keep them.
+    """
+    data = Path(data)
+    if not data.exists():
+        raise InputError(f"{data}: no such video or folder of frames")
+    frames = data / "img1" if (data / "img1").is_dir() else data
+    if labels is not None:
+        return str(frames), Path(labels)
+    candidates = [data / "gt" / "gt.txt"]
+    if data.parent.name == "image_02":
+        candidates.append(data.parent.parent / "label_02" / f"{data.name}.txt")
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(frames), candidate
+    raise InputError(
+        f"{data}: no tracking labels found (looked for "
+        f"{' and '.join(str(c) for c in candidates)}); give the file with --labels"
+    )
 
 
 def _drop_ignored(predicted: TrackedBoxes, ignore: TrackedBoxes) -> TrackedBoxes:

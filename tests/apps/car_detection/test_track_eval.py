@@ -120,24 +120,132 @@ def test_render_gives_the_scores_and_the_counts(tmp_path: Path):
     assert "147 of 157 labelled boxes found in 40 frames: 10 missed, 0 false" in text
 
 
-def test_the_entry_scores_a_folder_of_frames(tmp_path: Path, monkeypatch):
-    from click.testing import CliRunner
+# --- detect-cars-eval --track -------------------------------------------------------------
 
-    from apps.car_detection import detector, track_eval_cli
+# What the command reports on the scene (its own tracker settings: birth after 3 frames, as in
+# SETTINGS): every box found but the two before each of the 5 tracks is confirmed, one id each.
+SCENE_MOTA = 1 - 10 / 157
+SCENE_IDF1 = 2 * 147 / (157 + 147)
+
+
+class CountingSceneDetector:
+    """The scene's detections by the order frames arrive in (a lossy video keeps no pixel
+    exactly, so the frame number cannot be painted in as ``SceneDetector`` reads it)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def detect(self, frames):
+        found = [scene.detections(self.seen + offset) for offset in range(len(frames))]
+        self.seen += len(frames)
+        return found
+
+
+def write_frames(folder: Path) -> Path:
     from shared.images import write_image
 
-    frames = tmp_path / "img1"
-    frames.mkdir()
+    folder.mkdir(parents=True)
     for frame in scene_source().frames:
-        write_image(frames / f"{frame.index + 1:06d}.png", frame.rgb)
+        write_image(folder / f"{frame.index + 1:06d}.png", frame.rgb)
+    return folder
+
+
+def evaluate_track(args: list[str]):
+    from click.testing import CliRunner
+
+    from apps.car_detection.eval_cli import main
+
+    return CliRunner().invoke(main, ["--track", *args])
+
+
+@pytest.fixture
+def stand_in(monkeypatch) -> None:
+    from apps.car_detection import detector
+
     monkeypatch.setattr(detector, "load_detector", lambda **_: SceneDetector())
-    labels = write_mot(tmp_path / "gt.txt")
-    result = CliRunner().invoke(track_eval_cli.main, [str(frames), str(labels), "--json"])
+
+
+def test_eval_track_scores_a_motchallenge_sequence(tmp_path: Path, stand_in, monkeypatch):
+    """``MOT17-13/img1`` + ``MOT17-13/gt/gt.txt``: the sequence folder alone is enough."""
+    sequence = tmp_path / "SCENE-01"
+    write_frames(sequence / "img1")
+    (sequence / "gt").mkdir()
+    write_mot(sequence / "gt" / "gt.txt")
+    monkeypatch.chdir(tmp_path)
+    result = evaluate_track([str(sequence), "--json"])
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout)
-    # The command's own settings (birth after 3 frames, as in SETTINGS): the same figures.
     assert (scores["num_truth"], scores["matches"], scores["id_switches"]) == (157, 147, 0)
+    assert scores["mota"] == pytest.approx(SCENE_MOTA, abs=5e-5)  # JSON keeps 4 places
+    assert scores["idf1"] == pytest.approx(SCENE_IDF1, abs=5e-5)
+    assert scores["format"] == "mot" and scores["labels"] == str(sequence / "gt" / "gt.txt")
+    report = Path(scores["outputs"]["report"])
+    assert report == Path("SCENE-01_eval/report.json")
+    assert json.loads(report.read_text())["mota"] == pytest.approx(SCENE_MOTA, abs=5e-5)
 
+
+def test_eval_track_finds_kitti_labels_beside_the_frames(tmp_path: Path, stand_in):
+    frames = write_frames(tmp_path / "training" / "image_02" / "0003")
+    (tmp_path / "training" / "label_02").mkdir()
+    write_kitti(tmp_path / "training" / "label_02" / "0003.txt")
+    result = evaluate_track([str(frames), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert f"MOTA {SCENE_MOTA:.3f}  IDF1 {SCENE_IDF1:.3f}" in result.stdout
+    assert "(kitti)" in result.stdout and (tmp_path / "out" / "report.json").is_file()
+
+
+def test_eval_track_scores_a_video(tmp_path: Path, monkeypatch):
+    from apps.car_detection import detector
+    from shared.video import VideoWriter
+
+    video = tmp_path / "scene.avi"
+    with VideoWriter(video, 25.0, scene.WIDTH, scene.HEIGHT) as writer:
+        for frame in scene_source().frames:
+            writer.write(frame.rgb)
+    monkeypatch.setattr(detector, "load_detector", lambda **_: CountingSceneDetector())
+    labels = write_mot(tmp_path / "scene_gt.txt")
+    result = evaluate_track([str(video), "--labels", str(labels), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert f"MOTA {SCENE_MOTA:.3f}  IDF1 {SCENE_IDF1:.3f}" in result.stdout
+    assert "147 of 157 labelled boxes found in 40 frames" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{frames}", "--labels", "{bad}"], "bad.txt:1: not a MOTChallenge row"),
+        (["{frames}"], "no tracking labels found"),
+        (["{tmp}/missing.mp4", "--labels", "{bad}"], "missing.mp4: no such video or folder"),
+        (["{frames}", "--split", "valid"], "--split is for datasets"),
+        (["{frames}", "--class-map", "Car=car"], "--class-map is for datasets"),
+    ],
+    ids=["bad-labels", "no-labels", "no-sequence", "split", "class-map"],
+)
+def test_eval_track_bad_input_is_one_line_before_the_model_loads(
+    tmp_path: Path, monkeypatch, args: list[str], message: str
+):
+    from apps.car_detection import detector
+
+    monkeypatch.setattr(detector, "load_detector", lambda **_: pytest.fail("model loaded"))
+    frames = write_frames(tmp_path / "img1")
     (tmp_path / "bad.txt").write_text("1,2,3\n")
-    result = CliRunner().invoke(track_eval_cli.main, [str(frames), str(tmp_path / "bad.txt")])
-    assert result.exit_code == 2 and "bad.txt:1: not a MOTChallenge row" in result.stderr
+    given = [a.format(frames=frames, bad=tmp_path / "bad.txt", tmp=tmp_path) for a in args]
+    result = evaluate_track(given)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert message in result.stderr and result.stderr.startswith("error: ")
+
+
+def test_eval_without_track_names_what_a_video_needs(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from apps.car_detection.eval_cli import main
+
+    video = tmp_path / "road.mp4"
+    video.write_bytes(b"not read")
+    for args, message in (
+        ([str(video)], "road.mp4: a file, not a dataset folder (a video needs --track)"),
+        ([str(tmp_path), "--labels", str(video)], "--labels needs --track"),
+    ):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1
+        assert message in result.stderr
