@@ -22,6 +22,7 @@ from apps.style_transfer.settings import (
     TransferSettings,
 )
 from shared.cli import (
+    Command,
     checked_option,
     debug_option,
     exist_ok_option,
@@ -59,7 +60,7 @@ _NOT_NEGATIVE = click.FloatRange(min=0)
 _POSITIVE = click.FloatRange(min=0, min_open=True)
 
 
-@click.command(epilog=EXAMPLE)
+@click.command(cls=Command, epilog=EXAMPLE)
 @click.argument("content", type=click.Path(dir_okay=False, path_type=str))
 @click.argument("styles", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
 @click.option("-o", "--output", help="Result file [default: <content>_stylized.<ext> beside it].")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import textwrap
+import tomllib
+from pathlib import Path
 
 import click
 import pytest
@@ -19,6 +22,8 @@ from shared.cli import (
     user_errors,
 )
 from shared.errors import InputError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @click.command(cls=Command)
@@ -100,3 +105,33 @@ def test_a_reader_closing_the_pipe_ends_the_command_quietly(head: int):
     _, stderr = speaker.communicate(timeout=60)
     assert speaker.returncode == EXIT_BROKEN_PIPE
     assert stderr == b""
+
+
+def console_scripts() -> dict[str, str]:
+    """Every command pyproject.toml installs: name -> ``module:attribute``."""
+    with open(REPO_ROOT / "pyproject.toml", "rb") as stream:
+        return tomllib.load(stream)["project"]["scripts"]
+
+
+def _entry(target: str) -> click.Command:
+    module, attribute = target.split(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+@pytest.mark.parametrize(("name", "target"), sorted(console_scripts().items()))
+def test_every_installed_command_gives_usage_errors_in_one_line(name: str, target: str):
+    """The commands and every subcommand: an unknown option is one ``error:`` line, exit 2."""
+    command = _entry(target)
+    assert isinstance(command, Command | Group), f"{name}: use shared.cli.Command or Group"
+    paths = [[]]
+    if isinstance(command, click.Group):
+        paths += [[sub] for sub in command.commands]
+    for path in paths:
+        result = CliRunner().invoke(command, [*path, "--no-such-option"], prog_name=name)
+        assert result.exit_code == 2, (name, path, result.output)
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, (
+            name,
+            path,
+            result.stderr,
+        )
+        assert "--no-such-option" in result.stderr
