@@ -181,7 +181,7 @@ def main(
 ) -> None:
     """Detect cars (and other COCO objects) in SOURCE: a video file, an image,
     a folder of images, a camera index or a stream URL."""
-    from apps.car_detection.pipeline import open_source, run
+    from apps.car_detection.pipeline import run
     from apps.car_detection.sinks import (
         AnnotatedImageSink,
         AnnotatedVideoSink,
@@ -189,6 +189,7 @@ def main(
         JsonLinesSink,
         Sink,
     )
+    from shared.frames import open_source
 
     if detections == "-" and as_json:
         raise InputError("--detections - and --json both write to stdout; choose one")

@@ -8,16 +8,14 @@ also does after Ctrl-C so that what was processed so far is kept. After closing,
 images are written only once a frame arrives; an earlier file of that name is then
 left as it was).
 
-``BackgroundWriter`` runs the sinks in a thread: drawing and encoding overlap
-with inference (OpenCV releases the GIL while it encodes).
+``shared.frames.BackgroundWriter`` runs the sinks in a thread: drawing and
+encoding overlap with inference (OpenCV releases the GIL while it encodes).
 """
 
 from __future__ import annotations
 
 import csv
-import queue
 import sys
-import threading
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -151,46 +149,3 @@ class AnnotatedImageSink:
     @property
     def written(self) -> bool:
         return self.images_written > 0
-
-
-_DONE = object()
-
-
-class BackgroundWriter:
-    """Feeds sinks from a bounded queue in one thread, in frame order.
-
-    An exception raised by a sink stops the thread and is raised again in the
-    caller at its next ``write`` or at ``close``.
-    """
-
-    def __init__(self, sinks: list[Sink], depth: int = 16) -> None:
-        self.sinks = sinks
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="detect-cars-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not _DONE:
-            if self._error is not None:
-                continue  # drain the queue so the producer never blocks
-            try:
-                for sink in self.sinks:
-                    sink.write(*item)
-            except BaseException as error:  # handed to the caller
-                self._error = error
-
-    def write(self, rgb: np.ndarray, result: FrameResult, inferred: bool) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put((rgb, result, inferred))
-
-    def close(self, error: BaseException | None = None) -> None:
-        """Wait for queued frames, then close every sink (discarding files on a crash)."""
-        self._queue.put(_DONE)
-        self._thread.join()
-        failure = error or self._error
-        for sink in self.sinks:
-            sink.close(failure)
-        if error is None and self._error is not None:
-            raise self._error

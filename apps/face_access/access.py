@@ -164,6 +164,25 @@ def enrolment_conflicts(
     return conflicts
 
 
+def door_threshold(store: FaceStore, pipeline: FacePipeline, given: float | None = None) -> float:
+    """The distance under which the door grants: ``given`` (``--threshold``), else the one
+    stored in the database for this model (``face-eval --recommend-threshold --db``), else
+    the model's own (``EmbedderSpec.threshold``); InputError when there is none at all."""
+    if given is not None:
+        return given
+    spec = pipeline.embedder.spec
+    stored = store.threshold(spec.model_id)
+    if stored is not None:
+        return stored
+    if spec.threshold is None:
+        raise InputError(
+            f"{spec.name}: the model carries no threshold; choose one on your own photos with "
+            f"face-eval PHOTOS --model {spec.name} --recommend-threshold --db {store.path} "
+            "(or give --threshold)"
+        )
+    return spec.threshold
+
+
 def add_faces(
     store: FaceStore,
     pipeline: FacePipeline,
@@ -177,10 +196,9 @@ def add_faces(
 
     Such a photo (``enrolment_conflicts``) refuses the whole enrolment with InputError, so
     nothing half-done is stored; ``force`` stores it anyway. ``threshold`` is the door's
-    (None: the embedder's default).
+    (None: ``door_threshold``).
     """
-    if threshold is None:
-        threshold = pipeline.embedder.spec.threshold
+    threshold = door_threshold(store, pipeline, threshold)
     if not force:
         far_factor = pipeline.embedder.spec.far_from_own_factor
         conflicts = enrolment_conflicts(
@@ -332,7 +350,7 @@ class DoorChecker:
         self.pipeline = pipeline
         # None: the embedder's own defaults (each model has its distance scale).
         spec = pipeline.embedder.spec
-        self.threshold = spec.threshold if threshold is None else threshold
+        self.threshold = door_threshold(store, pipeline, threshold)
         self.margin = spec.margin if margin is None else margin
         self.lockout = DenialLockout(max_denials, window, cooldown)
         self.clock = clock

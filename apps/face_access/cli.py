@@ -92,11 +92,11 @@ def _open_pipeline(
     return _load_pipeline(spec, weights, detector_model, runtime)
 
 
-def _per_model(name: str, help_text: str):
+def _per_model(name: str, help_text: str, first: str = ""):
     """A distance option whose default is the embedder spec's, listed per model in --help."""
     defaults = ", ".join(f"{s.name} {getattr(s, name[2:])}" for s in SPECS.values())
     return click.option(
-        name, type=_DISTANCE, default=None, help=f"{help_text} [default: {defaults}]."
+        name, type=_DISTANCE, default=None, help=f"{help_text} [default: {first}{defaults}]."
     )
 
 
@@ -257,7 +257,12 @@ def _enrol_folders(
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @camera_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per decision.")
-@_per_model("--threshold", "Largest distance granted")
+@_per_model(
+    "--threshold",
+    "Largest distance granted",
+    "the database's own for its model, stored by face-eval --recommend-threshold --db; else "
+    "a face-train model's own, ",
+)
 @_per_model("--margin", "How much nearer than the second person the best must be")
 @checked_option(
     "--consecutive",

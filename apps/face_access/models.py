@@ -7,6 +7,10 @@ in, the id stored with every embedding, the door's default threshold and margin 
 how far from a person's own photos enrolment lets a new one be. Adding a model is one entry in
 ``SPECS``.
 
+A model trained by ``face-train`` (a ``.keras`` file) is one more spec, made from the file
+(``trained_spec``): dlib's chip, its own model id and the threshold chosen on its validation
+people, all read from the file without loading it.
+
 ``resolve_model`` is the one place where a ``--model`` value (a name, or the path of a
 weights file) and a database's enrolled model become the spec to run; ``face-enroll``,
 ``face-check`` and the evaluation tools all call it, so a database enrolled with one model
@@ -63,7 +67,9 @@ class EmbedderSpec:
     input_mean: tuple[float, float, float]  # network input = (RGB pixel - mean) / std
     input_std: tuple[float, float, float]
     mirror: bool  # average the chip's embedding with its mirror image's
-    threshold: float  # largest distance (unit vectors) granted by default
+    # Largest distance (unit vectors) granted by default; None for a trained model whose file
+    # carries none: the database's threshold (face-eval --recommend-threshold --db) is needed.
+    threshold: float | None
     margin: float  # how much nearer than the second person the best must be
     # Enrolment refuses a photo farther than this times the threshold from all of the person's
     # other photos (``access.enrolment_conflicts``; ``--force`` overrides). Chosen per model on
@@ -73,6 +79,14 @@ class EmbedderSpec:
     far_from_own_factor: float
     # The inner face (brows to chin, cheek to cheek) on this chip, where sharpness is judged.
     sharpness_region: tuple[slice, slice]
+
+    @property
+    def chip_layout(self) -> str:
+        """What makes this spec's chips what they are (two specs with the same cut the same
+        chips): size, sampling and template. Cached chips are keyed by it."""
+        sampling = "dlib" if self.dlib_sampling else "warp"
+        points = ",".join(f"{v:.2f}" for v in np.asarray(self.template).ravel())
+        return f"{self.chip_size}/{sampling}/{points}"
 
     def chip(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """The aligned chip of the face with these YuNet landmarks."""
@@ -160,11 +174,53 @@ DLIB = EmbedderSpec(
 )
 SPECS = {spec.name: spec for spec in (SFACE, MOBILEFACENET, DLIB)}
 DEFAULT_MODEL = "sface"
+# face-train learns on dlib's 150x150 chip whatever the backbone (one that wants another size
+# shrinks it inside the model); its models are cut their chips the same way.
+TRAINED_CHIP = DLIB
 
 
 def spec_for_model_id(model_id: str) -> EmbedderSpec | None:
     """The catalogued spec whose embeddings carry ``model_id`` (None if none does)."""
     return next((spec for spec in SPECS.values() if spec.model_id == model_id), None)
+
+
+def _build_trained(path: Path):
+    from apps.face_access.face_model import load_task
+
+    return load_task(path)
+
+
+def trained_spec(path: Path) -> EmbedderSpec:
+    """The spec of a ``face-train`` model (``.keras``), from the settings saved in the file.
+
+    face-train learns on dlib's 150x150 chip (whatever its backbone, which shrinks it inside
+    the model if it wants another size), and the model scales the pixels itself; so the spec
+    is ``TRAINED_CHIP``'s with the file's id (unique to that training run) and threshold.
+    """
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            saved = json.loads(archive.read("config.json"))
+        is_task = saved.get("class_name") == "FaceEmbeddingTask"
+        settings = saved["config"]
+        model_id = settings["model_id"] if is_task else None
+    except (OSError, KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile) as err:
+        raise InputError(f"{path}: not a face model saved by face-train ({err})") from None
+    if not is_task:
+        raise InputError(f"{path}: a Keras model, but not a face embedder saved by face-train")
+    return dataclasses.replace(
+        TRAINED_CHIP,
+        name=str(path),
+        model_id=model_id,
+        catalogue="",
+        filename=path.name,
+        build=_build_trained,
+        input_mean=(0.0, 0.0, 0.0),
+        input_std=(1.0, 1.0, 1.0),
+        threshold=settings.get("threshold"),
+    )
 
 
 def _spec_for_path(path: Path) -> tuple[EmbedderSpec, Path]:
@@ -173,10 +229,13 @@ def _spec_for_path(path: Path) -> tuple[EmbedderSpec, Path]:
     A catalogued file (same sha256) is that model. Another ``.dat`` is taken as a dlib
     ResNet and another ``.onnx`` as an ArcFace-chip embedder fed raw RGB like SFace (the
     convention of OpenCV's FaceRecognizerSF); their embeddings get an id of their own, keyed
-    by the file's sha256, so they are never compared with the catalogued model's.
+    by the file's sha256, so they are never compared with the catalogued model's. A
+    ``.keras`` file is a ``face-train`` model (``trained_spec``).
     """
     if not path.is_file():
         raise InputError(f"{path}: no such model file (--model takes {', '.join(SPECS)} or a path)")
+    if path.suffix.lower() == ".keras":
+        return trained_spec(path), path
     digest = file_digest(path)
     for spec in SPECS.values():
         entries = catalogue().get(spec.catalogue, [])
@@ -184,7 +243,9 @@ def _spec_for_path(path: Path) -> tuple[EmbedderSpec, Path]:
             return spec, path
     base = {".dat": DLIB, ".onnx": SFACE}.get(path.suffix.lower())
     if base is None:
-        raise InputError(f"{path}: not a face model (a dlib .dat or an ONNX file is expected)")
+        raise InputError(
+            f"{path}: not a face model (a dlib .dat, an ONNX file or a face-train .keras)"
+        )
     return dataclasses.replace(
         base, name=str(path), model_id=f"{base.model_id}@{digest[:16]}"
     ), path

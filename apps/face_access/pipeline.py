@@ -55,6 +55,12 @@ def _largest(faces: list[Face]) -> Face:
     return max(faces, key=lambda face: face.size)
 
 
+def _most_central(faces: list[Face], rgb: np.ndarray) -> Face:
+    """The face whose box centre is nearest the image centre (LFW's rule for its label)."""
+    centre = np.array([rgb.shape[1], rgb.shape[0]]) / 2
+    return min(faces, key=lambda face: np.hypot(*((face.box[:2] + face.box[2:]) / 2 - centre)))
+
+
 @dataclass(frozen=True)
 class FaceVector:
     """A detected face and its unit embedding; ``faces_found`` > 1 when it was the largest."""
@@ -92,17 +98,23 @@ class FacePipeline:
         """
         return self.usable_chip(rgb, source, largest=largest)[0]
 
-    def usable_chip(self, rgb: np.ndarray, source: str | Path, *, largest: bool = False):
+    def usable_chip(
+        self, rgb: np.ndarray, source: str | Path, *, largest: bool = False, central: bool = False
+    ) -> tuple[Face, np.ndarray, int]:
         """``usable_face``, its aligned chip (on which sharpness is judged) and the face count;
-        enrolment embeds a person's chips in one batch."""
+        enrolment embeds a person's chips in one batch.
+
+        ``central`` takes the face nearest the image centre when there are several (how
+        LFW's photos mark the labelled person); ``largest`` the largest.
+        """
         faces = self.detector.detect(rgb)
         if not faces:
             raise InputError(f"{source}: no face found")
-        if len(faces) > 1 and not largest:
+        if len(faces) > 1 and not (largest or central):
             raise InputError(
                 f"{source}: {len(faces)} faces found; use one face per image or --largest"
             )
-        face = _largest(faces)
+        face = _most_central(faces, rgb) if central else _largest(faces)
         if face.size < self.min_face_size:
             raise InputError(
                 f"{source}: face too small ({face.size:.0f} px, at least "

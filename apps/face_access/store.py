@@ -442,6 +442,42 @@ class FaceStore:
         )
         return [name for (name,) in rows]
 
+    # --- per-model settings -------------------------------------------------------
+
+    def set_threshold(
+        self, model_id: str, threshold: float, *, far: float | None = None, note: str | None = None
+    ) -> None:
+        """Make ``threshold`` this database's door threshold for ``model_id`` embeddings.
+
+        ``face-eval --recommend-threshold --db`` writes it (with the FAR it was chosen
+        for and a note on what it rests on); ``face-check`` uses it unless ``--threshold``
+        is given. Thresholds belong to a model: distances of two models are not comparable.
+        The table is created on first use, so older databases open unchanged and older
+        versions of the program simply ignore it.
+        """
+        if not np.isfinite(threshold) or threshold <= 0:
+            raise InputError(f"a threshold must be a positive number, got {threshold}")
+        with self._errors(), self._transaction() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS thresholds (model_id TEXT PRIMARY KEY,"
+                " threshold REAL NOT NULL, far REAL, note TEXT, created TEXT NOT NULL)"
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO thresholds (model_id, threshold, far, note, created)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (model_id, float(threshold), far, note, _timestamp(_utc_now())),
+            )
+
+    def threshold(self, model_id: str) -> float | None:
+        """The threshold stored for ``model_id`` by ``set_threshold``, or None."""
+        exists = self._rows(
+            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'thresholds'"
+        )
+        if not exists:
+            return None
+        rows = self._rows("SELECT threshold FROM thresholds WHERE model_id = ?", (model_id,))
+        return float(rows[0][0]) if rows else None
+
     # --- audit log ---------------------------------------------------------------
 
     def log_check(

@@ -387,12 +387,15 @@ def plot_roc(path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str)
     plt.close(figure)
 
 
+DEFAULT_DOOR_FAR = 1e-3
+
+
 def faceset_report(
     faceset,
     *,
     strangers: Sequence[str] | None = None,
     enrol: int = 3,
-    threshold: float,
+    threshold: float | None,
     margin: float,
     folds: int = 10,
     seed: int = 0,
@@ -406,8 +409,9 @@ def faceset_report(
 
     ``strangers``: names of the people who never enrol in the door simulation (default:
     the second half of the people in sorted order, the oracle's protocol). ``far``: also
-    recommend a threshold for that FAR. Returns the report (plain data, JSON-ready) and
-    ``(genuine, impostor)`` distances for a ROC plot.
+    recommend a threshold for that FAR. ``threshold`` None (a model that carries none): the
+    door runs at the threshold of FAR ``far`` (1e-3 if None) on these pairs. Returns the
+    report (plain data, JSON-ready) and ``(genuine, impostor)`` distances for a ROC plot.
     """
     pairs = verification_pairs(
         faceset.vectors, faceset.labels, max_impostor_pairs=max_impostor_pairs, seed=seed
@@ -419,6 +423,10 @@ def faceset_report(
         seed=seed,
         impostor_pairs_total=pairs.impostor_pairs_total,
     )
+    if threshold is None:
+        threshold = tar_at_far(
+            pairs.genuine_distances, pairs.impostor_distances, far or DEFAULT_DOOR_FAR
+        ).threshold
     names = sorted(faceset.names)
     if strangers is None:
         strangers = names[(len(names) + 1) // 2 :]
