@@ -64,6 +64,12 @@ def test_a_group_reports_its_subcommands_usage_errors_in_one_line():
     result = CliRunner().invoke(tool, ["check", "--window", "0"])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "'--window'" in result.stderr
+    result = CliRunner().invoke(tool, ["chek"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: No such command 'chek'.")
+    # Called bare, a group shows its help as click does (not an "error:" line).
+    result = CliRunner().invoke(tool, [])
+    assert result.exit_code == 2 and "Commands:" in result.output and "error:" not in result.output
 
 
 def test_debug_shows_the_traceback_and_keeps_exit_code_2():
@@ -123,15 +129,15 @@ def test_every_installed_command_gives_usage_errors_in_one_line(name: str, targe
     """The commands and every subcommand: an unknown option is one ``error:`` line, exit 2."""
     command = _entry(target)
     assert isinstance(command, Command | Group), f"{name}: use shared.cli.Command or Group"
-    paths = [[]]
+    calls = [["--no-such-option"]]
     if isinstance(command, click.Group):
-        paths += [[sub] for sub in command.commands]
-    for path in paths:
-        result = CliRunner().invoke(command, [*path, "--no-such-option"], prog_name=name)
-        assert result.exit_code == 2, (name, path, result.output)
+        calls += [[sub, "--no-such-option"] for sub in command.commands] + [["no-such-command"]]
+    for args in calls:
+        result = CliRunner().invoke(command, args, prog_name=name)
+        assert result.exit_code == 2, (name, args, result.output)
         assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, (
             name,
-            path,
+            args,
             result.stderr,
         )
-        assert "--no-such-option" in result.stderr
+        assert args[-1] in result.stderr
