@@ -220,6 +220,8 @@ def trained_spec(path: Path) -> EmbedderSpec:
         input_mean=(0.0, 0.0, 0.0),
         input_std=(1.0, 1.0, 1.0),
         threshold=settings.get("threshold"),
+        # far_from_own_factor stays dlib's: not measured for a trained model (``evaluate
+        # FACES --enrol-rule --model X.keras`` measures it).
     )
 
 
