@@ -12,6 +12,7 @@ import click
 
 from apps.car_detection.options import model_source_options
 from shared.cli import EXIT_INTERRUPTED, debug_option, fail, quiet_tensorflow, user_errors
+from shared.distribute import strategy_option
 
 EXAMPLE = """\b
 Examples:
@@ -89,13 +90,7 @@ Examples:
     type=click.Choice(["savedmodel", "tflite"]),
     help="Also write the best model as a SavedModel or a TFLite file.",
 )
-@click.option(
-    "--strategy",
-    type=click.Choice(["default", "mirrored", "multi-worker"]),
-    default="default",
-    show_default=True,
-    help="tf.distribute strategy: mirrored uses every local device, multi-worker reads TF_CONFIG.",
-)
+@strategy_option
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @debug_option

@@ -1,10 +1,13 @@
 """face-train: a few steps on real AT&T faces with a small backbone (the loss falls, the event
 files hold the monitored tags, the saved model embeds under its own id), Ctrl-C and resume,
-two logical CPU devices under MirroredStrategy, P x K batches, and bad input."""
+two logical CPU devices under MirroredStrategy, two worker processes under
+MultiWorkerMirroredStrategy, P x K batches, and bad input."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -24,6 +27,7 @@ from apps.face_access.models import DLIB, trained_spec
 from apps.face_access.store import FaceStore
 from apps.face_access.train_cli import main as face_train
 from apps.face_access.training import STATE_FILE, pk_batches, train
+from shared.images import write_image
 
 
 def small_task(mining: str = "semi_hard") -> FaceEmbeddingTask:
@@ -218,7 +222,8 @@ def test_mirrored_strategy_on_two_logical_cpu_devices(tmp_path, att_chips):
         import json, sys
         import numpy as np
         from pathlib import Path
-        from apps.face_access.training import split_cpu, train
+        from apps.face_access.training import train
+        from shared.distribute import split_cpu
         split_cpu(2)  # before TensorFlow touches a device
         sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
         from test_face_train import small_task
@@ -289,3 +294,64 @@ def test_a_keras_file_is_a_trained_spec_only_if_face_train_saved_it(tmp_path):
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
     with pytest.raises(InputError, match=r"broken\.keras: not a face model saved by face-train"):
         resolve_model(tmp_path / "broken.keras")
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports nothing listens on now (held open together, so they differ)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for handle in sockets:
+        handle.bind(("localhost", 0))
+    ports = [handle.getsockname()[1] for handle in sockets]
+    for handle in sockets:
+        handle.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multi_worker_training_on_two_local_processes(tmp_path, offline_weights):
+    """face-train --strategy multi-worker: two worker processes on this machine, the cluster
+    in TF_CONFIG. Both finish, and their models are the same: every update used the gradients
+    of both workers' batches."""
+    rng = np.random.default_rng(0)
+    for role, people, photos in (("train", 4, 3), ("val", 2, 2)):
+        for person in range(people):
+            folder = tmp_path / role / f"{role}{person}"
+            folder.mkdir(parents=True)
+            for number in range(photos):
+                crop = rng.integers(0, 256, (112, 112, 3), np.uint8)
+                write_image(folder / f"{number}.png", crop)
+    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+    workers = []
+    for index in range(2):
+        task = {"type": "worker", "index": index}
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": task})}
+        arguments = [str(tmp_path / "train"), "--val", str(tmp_path / "val"), "--aligned"]
+        arguments += ["--backbone", "nn4.small2", "--people", "4", "--photos", "2"]
+        arguments += ["--epochs", "1", "--steps-per-epoch", "2", "--no-augment", "--json"]
+        arguments += ["--strategy", "multi-worker", "-o", str(tmp_path / f"w{index}.keras")]
+        command = "from apps.face_access.train_cli import main; main()"
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-c", command, *arguments],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        )
+    try:
+        finished = [worker.communicate(timeout=600) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    for worker, (out, err) in zip(workers, finished, strict=True):
+        assert worker.returncode == 0, err[-3000:]
+        report = json.loads(out.strip().splitlines()[-1])
+        assert report["replicas"] == 2 and report["epochs_run"] == 1
+        # Two people per replica: triplets to learn from on every replica.
+        assert report["history"]["loss"][0] > 0 and report["history"]["negative_distance"][0] > 0
+    first, second = (
+        keras.models.load_model(tmp_path / f"w{index}.keras", compile=False) for index in (0, 1)
+    )
+    for mine, theirs in zip(first.trainable_weights, second.trainable_weights, strict=True):
+        np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), atol=1e-6)
