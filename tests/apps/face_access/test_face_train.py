@@ -27,13 +27,18 @@ from apps.face_access.models import DLIB, trained_spec
 from apps.face_access.store import FaceStore
 from apps.face_access.train_cli import main as face_train
 from apps.face_access.training import STATE_FILE, pk_batches, train
+from shared.backbones.layers import LocalResponseNormalization
 from shared.images import write_image
 
 
-def small_task(mining: str = "semi_hard") -> FaceEmbeddingTask:
-    """A task around a small CNN: the training machinery at a fraction of dlib's cost."""
+def small_task(mining: str = "semi_hard", own_layer: bool = False) -> FaceEmbeddingTask:
+    """A task around a small CNN: the training machinery at a fraction of dlib's cost.
+    ``own_layer``: with an LRN layer, one of the project's own (as in nn4.small2), which a
+    process loading the file must know."""
     inputs = keras.Input((150, 150, 3))
     x = layers.AveragePooling2D(5)(inputs)  # 30x30
+    if own_layer:
+        x = LocalResponseNormalization()(x)
     for filters in (16, 32):
         x = layers.Conv2D(filters, 3, strides=2, use_bias=False)(x)
         x = layers.BatchNormalization()(x)
@@ -270,8 +275,26 @@ def test_a_keras_file_is_a_trained_spec_only_if_face_train_saved_it(tmp_path):
     from apps.face_access.models import resolve_model
     from shared.errors import InputError
 
-    task = small_task()
+    task = small_task(own_layer=True)
     task.save(tmp_path / "face.keras")
+    # A fresh process (as face-check is) loads it: the backbone's own layers get registered.
+    script = (
+        "import sys, numpy as np; from pathlib import Path\n"
+        "from apps.face_access.embedding import FaceEmbedder\n"
+        "from apps.face_access.models import resolve_model\n"
+        "spec, path = resolve_model(Path(sys.argv[1]))\n"
+        "embedder = FaceEmbedder(spec, path, runtime='tensorflow')\n"
+        "vectors = embedder.embed(np.zeros((2, 150, 150, 3), np.uint8))\n"
+        "print(spec.model_id, vectors.shape)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "face.keras")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == [task.model_id, "(2,", "16)"]
     spec, path = resolve_model(tmp_path / "face.keras")
     assert path == tmp_path / "face.keras" and spec.model_id == task.model_id
     assert spec.threshold is None  # never validated: the database must supply one
