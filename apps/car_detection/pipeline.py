@@ -13,87 +13,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from apps.car_detection.results import Detection, FrameResult
-from apps.car_detection.sinks import BackgroundWriter, Sink
+from apps.car_detection.sinks import Sink
 from apps.car_detection.tracking import Tracking
 from shared.errors import InputError
-from shared.images import IMAGE_SUFFIXES, list_images, read_image
-from shared.video import VideoReader, parse_source
+from shared.frames import BackgroundWriter, Frame, Source, open_source
+
+# Re-exported: detect-cars code opens its sources through the pipeline module.
+__all__ = ["Frame", "Source", "detect_stream", "open_source", "run"]
 
 
 class Detector(Protocol):
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]:
         """Detections for each RGB uint8 frame, boxes in that frame's pixels."""
-
-
-@dataclass
-class Frame:
-    index: int
-    time: float | None
-    image: str | None
-    rgb: np.ndarray
-
-
-@dataclass
-class Source:
-    """An opened source: its frames and what is known of it up front."""
-
-    name: str
-    kind: str  # "video", "camera", "stream", "image" or "folder"
-    frames: Iterator[Frame]
-    frame_count: int | None
-    fps: float | None = None
-    width: int | None = None
-    height: int | None = None
-    close: Callable[[], None] = lambda: None
-
-
-def _image_frames(paths: list[Path], root: Path | None) -> Iterator[Frame]:
-    for index, path in enumerate(paths):
-        name = str(path.relative_to(root)) if root else path.name
-        yield Frame(index, None, name, read_image(path))
-
-
-def open_source(text: str, prefetch: int = 16) -> Source:
-    """Open a video file, camera index, stream URL, image or folder of images."""
-    path = Path(text)
-    if path.is_dir():
-        images = list_images(path)
-        if not images:
-            raise InputError(
-                f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
-            )
-        return Source(str(path), "folder", _image_frames(images, path), len(images))
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        # Read now, not when the first frame is wanted: a missing or corrupt image fails
-        # before any model is loaded, as a bad video does.
-        rgb = read_image(path)
-        height, width = rgb.shape[:2]
-        frame = Frame(0, None, path.name, rgb)
-        return Source(str(path), "image", iter([frame]), 1, width=width, height=height)
-    source = parse_source(text)
-    reader = VideoReader(source, prefetch=prefetch)
-    kind = "camera" if isinstance(source, int) else "stream" if "://" in str(source) else "video"
-
-    def frames() -> Iterator[Frame]:
-        for index, rgb in enumerate(reader):
-            yield Frame(index, index / reader.fps, None, rgb)
-
-    return Source(
-        reader.name,
-        kind,
-        frames(),
-        reader.frame_count,
-        reader.fps,
-        reader.width,
-        reader.height,
-        reader.close,
-    )
 
 
 def detect_stream(

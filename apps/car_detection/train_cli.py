@@ -11,7 +11,14 @@ from pathlib import Path
 import click
 
 from apps.car_detection.options import model_source_options
-from shared.cli import EXIT_INTERRUPTED, debug_option, fail, quiet_tensorflow, user_errors
+from shared.cli import (
+    EXIT_INTERRUPTED,
+    Command,
+    debug_option,
+    fail,
+    quiet_tensorflow,
+    user_errors,
+)
 from shared.distribute import strategy_option
 
 EXAMPLE = """\b
@@ -23,7 +30,7 @@ Examples:
 """
 
 
-@click.command(epilog=EXAMPLE)
+@click.command(cls=Command, epilog=EXAMPLE)
 @click.argument("data", type=click.Path(file_okay=False))
 @click.option("--train-split", default="train", show_default=True, help="Split to learn from.")
 @click.option("--valid-split", default="valid", show_default=True, help="Split to choose on.")

@@ -11,7 +11,14 @@ import click
 from apps.face_access.cli import detector_option
 from apps.face_access.eval_cli import aligned_option, roles_list, several_option
 from apps.face_access.face_model import BACKBONES
-from shared.cli import EXIT_INTERRUPTED, debug_option, progress, quiet_tensorflow, user_errors
+from shared.cli import (
+    EXIT_INTERRUPTED,
+    Command,
+    debug_option,
+    progress,
+    quiet_tensorflow,
+    user_errors,
+)
 from shared.distribute import strategy_option
 from shared.errors import InputError
 
@@ -62,13 +69,14 @@ folder_type = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
 @click.command(
+    cls=Command,
     epilog="Examples:\n\n"
     "  face-train ../shared/data/faces/lfw_deepfunneled ../shared/data/faces/celeba_wild_subset "
     "--roles train --val ../shared/data/faces/celeba_wild_subset --val-roles val "
     "--several central --freeze-until stage3 --logdir runs/ft -o door-ft.keras\n\n"
     "  face-train faces/ --val more_faces/ --backbone nn4.small2 --mining batch-hard "
     "--epochs 40 -o nn4.keras\n\n"
-    "  face-train ... --resume   (after Ctrl-C: carry on from the last checkpoint)"
+    "  face-train ... --resume   (after Ctrl-C: carry on from the last checkpoint)",
 )
 @click.argument("datasets", nargs=-1, required=True, type=folder_type)
 @click.option(

@@ -22,11 +22,13 @@ from apps.style_transfer.settings import (
     TransferSettings,
 )
 from shared.cli import (
+    Command,
     checked_option,
     debug_option,
     exist_ok_option,
     progress,
     quiet_tensorflow,
+    runtime_option,
     user_errors,
 )
 from shared.errors import InputError
@@ -36,6 +38,7 @@ Examples:
   stylize tubingen.jpg starry_night.jpg
   stylize louvre.jpg monet.jpg --preserve-colors --scales 2 -o louvre_monet.png
   stylize photo.jpg scream.jpg starry_night.jpg --style-blend 0.7,0.3 --json
+  stylize dashcam.mp4 --model starry_night.keras --smooth 0.5  (trained by stylize-train)
 """
 
 
@@ -59,9 +62,24 @@ _NOT_NEGATIVE = click.FloatRange(min=0)
 _POSITIVE = click.FloatRange(min=0, min_open=True)
 
 
-@click.command(epilog=EXAMPLE)
-@click.argument("content", type=click.Path(dir_okay=False, path_type=str))
-@click.argument("styles", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+class _NetworkOrTrainedStyle(click.Choice):
+    """One of the feature networks (``MODELS``), or the path of a trained style (``.keras``)."""
+
+    def __init__(self) -> None:
+        super().__init__(MODELS)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.lower().endswith(".keras"):
+            return value
+        return super().convert(value, param, ctx)
+
+    def get_metavar(self, param, ctx=None):
+        return "[" + "|".join(MODELS) + "|X.keras]"
+
+
+@click.command(cls=Command, epilog=EXAMPLE)
+@click.argument("content", type=click.Path(path_type=str))
+@click.argument("styles", nargs=-1, type=click.Path(dir_okay=False, path_type=str))
 @click.option("-o", "--output", help="Result file [default: <content>_stylized.<ext> beside it].")
 @checked_option(
     "--size",
@@ -91,7 +109,8 @@ _POSITIVE = click.FloatRange(min=0, min_open=True)
     "--style-scale",
     DEFAULTS.style_scale,
     _POSITIVE,
-    "Style image size relative to the content's; smaller gives larger strokes.",
+    "Style image size relative to the content's; larger gives larger strokes (the style's "
+    "patterns keep their size in pixels).",
 )
 @click.option("--style-blend", help="Weights of several style images, e.g. 0.7,0.3.")
 @click.option(
@@ -119,9 +138,19 @@ _POSITIVE = click.FloatRange(min=0, min_open=True)
 @checked_option(
     "--model",
     DEFAULT_MODEL,
-    click.Choice(MODELS),
-    "auto: VGG-19 when its weights can be had, else SqueezeNet.",
+    _NetworkOrTrainedStyle(),
+    "auto: VGG-19 when its weights can be had, else SqueezeNet. Or a style trained by "
+    "stylize-train (X.keras): CONTENT may then be a photo, a folder or a video, painted in one "
+    "pass, and no STYLES are given.",
 )
+@checked_option(
+    "--smooth",
+    0.0,
+    click.FloatRange(0.0, 1.0, max_open=True),
+    "With a trained style on video: how much still parts keep the last frame's paint "
+    "(less flicker; 0.5-0.8).",
+)
+@runtime_option  # with a trained style (--model X.keras)
 @checked_option(
     "--precision",
     DEFAULT_PRECISION,
@@ -163,12 +192,21 @@ def main(
     learning_rate,
     init,
     seed,
+    smooth,
+    runtime,
     as_json,
     exist_ok,
     debug,
 ):
     """Paint CONTENT in the manner of STYLES (Gatys et al. neural style transfer)."""
     quiet_tensorflow()
+    if model.lower().endswith(".keras"):
+        from apps.style_transfer.model_cli import paint_with_model
+
+        return paint_with_model(content, styles, output, model, smooth, runtime, as_json, exist_ok)
+    for flag, given in (("--smooth", smooth != 0.0), ("--runtime", runtime is not None)):
+        if given:
+            raise InputError(f"{flag} applies to a trained style (--model X.keras) only")
     from apps.style_transfer.transfer import stylize
 
     settings = TransferSettings(

@@ -7,7 +7,7 @@ written twice).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 MODELS = ("auto", "vgg19", "squeezenet")
 DEFAULT_MODEL = "auto"  # VGG-19 when its weights are at hand, else SqueezeNet (features.py)
@@ -25,6 +25,9 @@ OPTIMIZERS = ("lbfgs", "adam")
 # "mixed_bfloat16"); its outputs are cast back, so the Gram matrices, costs and the optimiser
 # stay in float32.
 PRECISIONS = ("float32", "bfloat16")
+# The widths of ``shared.backbones.image_transformer.WIDTHS`` (a Keras module; the commands'
+# --help must not load it): full is Johnson et al.'s network, light the one for CPUs.
+TRANSFORMER_WIDTHS = ("full", "light")
 DEFAULT_PRECISION = "float32"
 
 # The longest side a CPU handles in reasonable time: one VGG-19 iteration at 1024x1024 is
@@ -49,8 +52,8 @@ class TransferSettings:
     ``size`` is the longest side of the result; ``iterations`` are spent at every scale;
     ``scales`` > 1 starts at size / 2^(scales − 1) and doubles up to ``size``, each scale
     starting from the previous result enlarged. ``style_scale`` sets the style image's longest
-    side relative to the content's (smaller → larger strokes). ``learning_rate`` is Adam's, in
-    pixel units.
+    side relative to the content's (larger → larger strokes: the style's patterns keep their
+    size in pixels). ``learning_rate`` is Adam's, in pixel units.
     """
 
     size: int = 384
@@ -64,3 +67,26 @@ class TransferSettings:
     init: str = "content"
     seed: int = 0
     learning_rate: float = 4.0
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What shapes a style trained by ``stylize-train`` besides the photos and the loss network.
+
+    ``width`` is a key of ``shared.backbones.image_transformer.WIDTHS`` (checked by
+    ``train.check_train_settings``; that module loads Keras, this one must not).
+    """
+
+    width: str = "full"
+    image_size: int = 256  # side of the square training crops
+    style_size: int = 256  # longest side of the style image (larger: larger strokes)
+    batch_size: int = 4
+    steps: int = 2000
+    learning_rate: float = 1e-3
+    weights: LossWeights = field(default_factory=LossWeights)
+    val_every: int = 100
+    checkpoint_every: int = 100
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)

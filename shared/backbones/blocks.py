@@ -190,3 +190,63 @@ def fire_module(x, squeeze: int, expand: int, *, name: str):
     left = conv_relu(squeezed, expand, 1, "expand1x1")
     right = conv_relu(squeezed, expand, 3, "expand3x3")
     return layers.Concatenate(axis=CHANNEL_AXIS, name=f"{name}_concat")([left, right])
+
+
+def _conv(filters: int, kernel_size: int, strides: int, separable: bool, name: str):
+    """A 'same' convolution; depthwise-separable (a 3x3 per channel, then 1x1) when asked."""
+    if separable:
+        return layers.SeparableConv2D(
+            filters, kernel_size, strides=strides, padding="same", name=f"{name}_conv"
+        )
+    return layers.Conv2D(filters, kernel_size, strides=strides, padding="same", name=f"{name}_conv")
+
+
+def conv_in_act(
+    x,
+    filters: int,
+    kernel_size: int,
+    strides: int = 1,
+    activation: str | None = "relu",
+    *,
+    separable: bool = False,
+    name: str,
+):
+    """Convolution, instance normalisation, optional activation (``p_conv``, ``p_in``, ``p_<act>``).
+
+    The image-to-image counterpart of ``conv_bn_act``: instance statistics do not depend on the
+    batch, so the network behaves the same on one video frame as on a training batch.
+    ``separable`` uses a depthwise-separable convolution, about ``1/k² + 1/filters`` of the
+    multiplications of a full one, for networks that must run on CPUs.
+    """
+    from shared.backbones.layers import InstanceNormalization
+
+    x = _conv(filters, kernel_size, strides, separable, name)(x)
+    x = InstanceNormalization(name=f"{name}_in")(x)
+    if activation is not None:
+        x = layers.Activation(activation, name=f"{name}_{activation}")(x)
+    return x
+
+
+def residual_in_block(x, *, separable: bool = False, name: str):
+    """Johnson et al.'s residual block: two 3x3 conv + instance norm (ReLU between), plus the input.
+
+    No activation after the addition (as in Johnson et al.'s supplementary material and Gross
+    and Wilber's study): the block stays an identity at initialisation. Channels are unchanged.
+    """
+    filters = x.shape[CHANNEL_AXIS]
+    y = conv_in_act(x, filters, 3, separable=separable, name=f"{name}_1")
+    y = conv_in_act(y, filters, 3, activation=None, separable=separable, name=f"{name}_2")
+    return layers.Add(name=f"{name}_add")([x, y])
+
+
+def upsample_conv_in_act(
+    x, filters: int, kernel_size: int = 3, *, separable: bool = False, name: str
+):
+    """Double the resolution by nearest-neighbour resizing, then conv + instance norm + ReLU.
+
+    Resize-convolution (Odena et al. 2016, "Deconvolution and checkerboard artifacts") instead
+    of a transposed convolution with stride 2, whose uneven kernel overlap paints a checkerboard
+    over every stylised image.
+    """
+    x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_up")(x)
+    return conv_in_act(x, filters, kernel_size, separable=separable, name=name)

@@ -1,7 +1,9 @@
-"""Layers that Keras does not provide but the classic networks need to be reproduced exactly.
+"""Layers that Keras does not provide but the classic networks need.
 
-Both are parameter-free and written with ``keras.ops`` only, so they run on any Keras backend
-and survive ``model.save`` / ``keras.models.load_model`` (they are registered serialisable).
+``LocalResponseNormalization`` and ``L2Pooling2D`` (parameter-free) reproduce the classic
+networks exactly; ``InstanceNormalization`` is the normalisation of feed-forward style
+networks. All are written with ``keras.ops`` only, so they run on any Keras backend and survive
+``model.save`` / ``keras.models.load_model`` (they are registered serialisable).
 """
 
 from __future__ import annotations
@@ -68,3 +70,61 @@ class L2Pooling2D(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
+
+
+@saving.register_keras_serializable(package="convnet_apps")
+class InstanceNormalization(layers.Layer):
+    """Instance normalisation (Ulyanov et al. 2016): every image's channels to mean 0, variance 1.
+
+    The statistics are taken over the spatial axes of every image separately (a batch of one
+    behaves exactly as in a larger batch, at training and at inference alike), then a learned
+    per-channel scale and offset are applied. In image-to-image networks this removes the
+    content image's contrast, which is what lets a feed-forward style network paint any photo
+    the same way. Equivalent to ``GroupNormalization(groups=-1)``, with one reduction instead
+    of a reshape per call.
+    """
+
+    def __init__(self, epsilon: float = 1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+
+    def call(self, inputs):
+        mean, variance = ops.moments(inputs, axes=[1, 2], keepdims=True)
+        normalized = (inputs - mean) * ops.rsqrt(variance + self.epsilon)
+        return normalized * self.gamma + self.beta
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@saving.register_keras_serializable(package="convnet_apps")
+class BilinearUpsampling2x(layers.Layer):
+    """Double the height and width by bilinear interpolation, for inputs of any size.
+
+    The same values as ``UpSampling2D(2, interpolation="bilinear")`` (half-pixel centres,
+    edges clamped), but traceable with an unknown height and width: Keras's bilinear path
+    computes the new size in Python, so a graph (and an OpenVINO model) would be needed for
+    every image size. Here each pixel is repeated (nearest neighbour), then blurred by
+    [1, 2, 1] / 4 along each axis, edges mirrored: output 2i is 3/4 x[i] + 1/4 x[i-1] and
+    2i+1 is 3/4 x[i] + 1/4 x[i+1], which is bilinear interpolation.
+    """
+
+    def call(self, inputs):
+        x = ops.repeat(ops.repeat(inputs, 2, axis=1), 2, axis=2)
+        x = ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="symmetric")
+        x = 0.25 * x[:, :-2] + 0.5 * x[:, 1:-1] + 0.25 * x[:, 2:]
+        return 0.25 * x[:, :, :-2] + 0.5 * x[:, :, 1:-1] + 0.25 * x[:, :, 2:]
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        return (
+            batch,
+            None if height is None else 2 * height,
+            None if width is None else 2 * width,
+            channels,
+        )

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from apps.car_detection.pipeline import detect_stream, open_source, run
+from apps.car_detection.pipeline import detect_stream, run
 from apps.car_detection.results import CSV_HEADER, Detection
 from apps.car_detection.sinks import AnnotatedVideoSink, CsvSink, JsonLinesSink
+from shared.frames import open_source
 from shared.images import write_image
 from shared.video import VideoReader, VideoWriter
 

@@ -317,8 +317,8 @@ def test_a_failing_door_command_is_reported_and_kept_out_of_json(run, att):
 def test_numeric_options_out_of_range_are_usage_errors(tmp_path, command, args, flag):
     """Misconfiguration exits 2 naming the flag, never 1 (a denial), before any model loads."""
     result = CliRunner().invoke(command, [*args, "--db", str(tmp_path / "x.db"), "img.jpg"])
-    assert result.exit_code == 2
-    assert f"Invalid value for '{flag}'" in result.stderr
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1  # one line, no usage block
+    assert result.stderr.startswith(f"error: Invalid value for '{flag}'")
 
 
 def test_camera_mode_needs_consecutive_matches_and_runs_the_door_command(run, att, tmp_path):
