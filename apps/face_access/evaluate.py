@@ -49,7 +49,7 @@ from apps.face_access.models import DEFAULT_MODEL, resolve_model
 from shared.cli import progress, runtime_option
 from shared.errors import InputError
 from shared.files import atomic_output
-from shared.images import list_images, read_image
+from shared.images import list_images, read_image, write_image
 from shared.metrics import tar_at_far
 
 
@@ -145,6 +145,33 @@ def lfw_dev_door(
         model_args=model_args,
         enrol_args=("--largest", "--force"),
     )
+
+
+def write_chips(folder: Path, out: Path, pipeline) -> int:
+    """A copy of the LFW door of ``folder`` (dev people and ``SPLITS.tsv``) in which every photo
+    is replaced by the aligned chip of its door face, as PNG: face sets shipped as aligned chips
+    (glint's photos are ArcFace chips) on development people. Returns the photos left out (no
+    usable face)."""
+    left_out = 0
+    with open(folder / "SPLITS.tsv", newline="") as table:
+        rows = [row for row in csv.DictReader(table, delimiter="\t") if row["role"] != "train"]
+    for row in rows:
+        (out / row["identity"]).mkdir(parents=True)
+        for photo in list_images(folder / row["identity"]):
+            try:
+                chip = pipeline.usable_chip(read_image(photo), photo, largest=True)[1]
+            except InputError:
+                left_out += 1
+                continue
+            write_image(out / row["identity"] / f"{photo.stem}.png", chip)
+        row["enrol_files"] = ",".join(
+            f"{Path(name).stem}.png" for name in row["enrol_files"].split(",") if name
+        )
+    with open(out / "SPLITS.tsv", "w", newline="") as table:
+        writer = csv.DictWriter(table, list(rows[0]), delimiter="\t")
+        writer.writeheader()
+        writer.writerows(rows)
+    return left_out
 
 
 def run_door(
@@ -616,6 +643,11 @@ def enrolment_rule_study(
     "--lfw-dev", is_flag=True, help="FOLDER is LFW: its dev door (SPLITS.tsv), by the commands."
 )
 @click.option(
+    "--as-chips",
+    is_flag=True,
+    help="With --lfw-dev: every photo replaced by its aligned chip first (as glint's are).",
+)
+@click.option(
     "--study",
     is_flag=True,
     help="FOLDER holds the face sets: pairwise FAR thresholds and random doors on dev data.",
@@ -641,6 +673,7 @@ def main(
     seed: int,
     levers: bool,
     lfw_dev: bool,
+    as_chips: bool,
     study: bool,
     enrol_rule: bool,
     cache: Path | None,
@@ -666,13 +699,21 @@ def main(
         sys.exit(0)
     if lfw_dev:
         with tempfile.TemporaryDirectory() as scratch:
+            door, kind = folder, "photos"
+            if as_chips:
+                from apps.face_access.embedding import FaceEmbedder  # loads the embedder
+                from apps.face_access.pipeline import FacePipeline
+
+                door, kind = Path(scratch) / "chips", "aligned chips"
+                pipeline = FacePipeline(embedder=FaceEmbedder(spec, weights, runtime=runtime))
+                left_out = write_chips(folder, door, pipeline)
+                kind += f", {left_out} photos without a usable face left out"
             figures = lfw_dev_door(
-                folder,
-                Path(scratch) / "faces.db",
-                threshold=threshold,
-                model_args=model_args,
+                door, Path(scratch) / "faces.db", threshold=threshold, model_args=model_args
             )
-        click.echo(f"LFW dev door, {spec.name} at threshold {threshold}: {figures.summary()}")
+        click.echo(
+            f"LFW dev door ({kind}), {spec.name} at threshold {threshold}: {figures.summary()}"
+        )
         sys.exit(0)
     if splits:
         from apps.face_access.embedding import FaceEmbedder  # loads TensorFlow

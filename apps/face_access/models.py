@@ -32,6 +32,7 @@ from apps.face_access.alignment import (
     CHIP_SIZE,
     YUNET_CHIP_TEMPLATE,
     align_face,
+    already_aligned,
     warp_face,
 )
 from shared.errors import InputError
@@ -89,7 +90,10 @@ class EmbedderSpec:
         return f"{self.chip_size}/{sampling}/{points}"
 
     def chip(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """The aligned chip of the face with these YuNet landmarks."""
+        """The aligned chip of the face with these YuNet landmarks; an image that already is
+        one (``alignment.already_aligned``) as it is."""
+        if already_aligned(rgb, landmarks, self.template, self.chip_size):
+            return rgb
         cut = align_face if self.dlib_sampling else warp_face
         return cut(rgb, landmarks, self.template, self.chip_size)
 
