@@ -19,6 +19,7 @@ from shared.cli import (
     quiet_tensorflow,
     user_errors,
 )
+from shared.distribute import strategy_option
 
 EXAMPLE = """\b
 Examples:
@@ -96,13 +97,7 @@ Examples:
     type=click.Choice(["savedmodel", "tflite"]),
     help="Also write the best model as a SavedModel or a TFLite file.",
 )
-@click.option(
-    "--strategy",
-    type=click.Choice(["default", "mirrored", "multi-worker"]),
-    default="default",
-    show_default=True,
-    help="tf.distribute strategy: mirrored uses every local device, multi-worker reads TF_CONFIG.",
-)
+@strategy_option
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @debug_option
