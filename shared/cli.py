@@ -53,6 +53,13 @@ class _OneLineUsageError(click.UsageError):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+def _one_line(err: click.UsageError) -> click.UsageError:
+    """The same error, shown as one line; a group called bare keeps click's help page."""
+    if isinstance(err, _OneLineUsageError | click.exceptions.NoArgsIsHelpError):
+        return err
+    return _OneLineUsageError(err.format_message(), err.ctx)
+
+
 class _OneLineUsage:
     """Click's usage errors (a bad value, a missing argument) print the usage and a hint
     over four lines; here they are one line naming the flag, exit 2, as the commands'
@@ -62,9 +69,7 @@ class _OneLineUsage:
         try:
             return super().make_context(info_name, args, parent, **extra)  # type: ignore[misc]
         except click.UsageError as err:
-            if isinstance(err, _OneLineUsageError):
-                raise
-            raise _OneLineUsageError(err.format_message(), err.ctx) from err
+            raise _one_line(err) from err
 
 
 class Command(_OneLineUsage, click.Command):
@@ -72,9 +77,16 @@ class Command(_OneLineUsage, click.Command):
 
 
 class Group(_OneLineUsage, click.Group):
-    """``@click.group(cls=Group)``: usage errors in one line, for its subcommands too."""
+    """``@click.group(cls=Group)``: usage errors in one line, for its subcommands too
+    (an unknown subcommand as well)."""
 
     command_class = Command
+
+    def resolve_command(self, ctx, args):  # type: ignore[no-untyped-def]
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as err:
+            raise _one_line(err) from err
 
 
 class MultipleOf(click.ParamType):

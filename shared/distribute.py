@@ -8,7 +8,9 @@ One choice for every trainer (``face-train``, ``detect-cars-train``):
   tests the synchronised path).
 - ``multi-worker``: ``MultiWorkerMirroredStrategy`` over the cluster described by the
   ``TF_CONFIG`` environment variable (each machine runs the same command with its own
-  ``task.index``); every worker must start, and each waits for the others.
+  ``task.index``); every worker must start, and each waits for the others. It must be made
+  before TensorFlow runs anything (it sets up the collective ops at start-up): a command
+  makes its strategy first.
 
 A replica computes the loss on its part of every batch; the gradients are summed across
 replicas before each update, so the model is the same everywhere.
@@ -16,15 +18,23 @@ replicas before each update, so the model is the same everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+
+import click
 
 from shared.errors import InputError
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
-STRATEGY_HELP = (
-    "tf.distribute: mirrored over the local devices (GPUs, else logical CPU devices), "
-    "multi-worker over the cluster in TF_CONFIG."
+
+strategy_option = click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default="default",
+    show_default=True,
+    help="tf.distribute: mirrored over the local devices (GPUs, else logical CPU devices), "
+    "multi-worker over the cluster in TF_CONFIG.",
 )
 
 
@@ -78,3 +88,39 @@ def split_cpu(devices: int) -> None:
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(devices)]
     )
+
+
+def fit_scope(model, strategy):
+    """The context to call ``model.fit`` in, the model built and compiled in ``strategy``'s scope.
+
+    Under ``MultiWorkerMirroredStrategy``, Keras 3's ``fit`` first all-reduces a batch of data
+    eagerly to build the model symbolically, which that strategy cannot do (keras-team/keras
+    issue 20585: "Attempt to convert a value (PerReplica...)"). The model is built already, so
+    it forgets the strategy it was made under and ``fit`` runs inside the strategy's scope,
+    where Keras finds the same strategy without that step; the optimizer's variables are made
+    here, in cross-replica context, rather than in the first traced step. The model's
+    ``train_step`` must return ``step_logs(logs)`` (see there).
+    """
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return contextlib.nullcontext()
+    with strategy.scope():
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+    model._distribute_strategy = None
+    return strategy.scope()
+
+
+def step_logs(logs: dict) -> dict:
+    """A train step's logs, ready for Keras 3 to average over the workers.
+
+    Under ``MultiWorkerMirroredStrategy`` Keras averages each log along axis 0, which scalar
+    metrics do not have; as one-element vectors they average into the mean over every
+    replica of every worker. Unchanged under any other strategy.
+    """
+    import tensorflow as tf
+
+    if not isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        return logs
+    return {name: tf.reshape(value, (1,)) for name, value in logs.items()}

@@ -187,6 +187,7 @@ def main(
         AnnotatedVideoSink,
         CsvSink,
         JsonLinesSink,
+        Sink,
     )
     from shared.frames import open_source
 
@@ -200,7 +201,7 @@ def main(
     # image or an output that cannot be written fails at once.
     opened = open_source(source, prefetch=2 * batch)
     sinks = []
-    outputs: dict[str, str] = {}
+    outputs: dict[str, tuple[str, Sink]] = {}  # kind -> (path, sink)
     video_sink = None
     tracking = None
     try:
@@ -217,13 +218,13 @@ def main(
             else:
                 video_sink = AnnotatedVideoSink(annotated, opened.fps, opened.width, opened.height)
                 sinks.append(video_sink)
-            outputs["annotated"] = str(annotated)
+            outputs["annotated"] = (str(annotated), sinks[-1])
         if detections:
             sinks.append(JsonLinesSink(detections))
-            outputs["detections"] = detections
+            outputs["detections"] = (detections, sinks[-1])
         if csv_path:
             sinks.append(CsvSink(csv_path, tracked=tracking is not None))
-            outputs["csv"] = csv_path
+            outputs["csv"] = (csv_path, sinks[-1])
 
         from apps.car_detection.detector import load_detector
 
@@ -256,13 +257,16 @@ def main(
             on_frame=lambda _result: bar.update(1),
             tracking=tracking,
         )
-    # An output closed before its first frame was never written: do not name it.
-    summary.outputs = {
-        kind: path for kind, path in outputs.items() if path == "-" or Path(path).exists()
-    }
-    if video_sink is not None and video_sink.fourcc not in BROWSER_PLAYABLE_FOURCCS:
+    # An output closed before its first frame was never written: do not name it, even when
+    # an earlier result of that name (kept by --exist-ok) is there.
+    summary.outputs = {kind: path for kind, (path, sink) in outputs.items() if sink.written}
+    if (
+        video_sink is not None
+        and video_sink.written
+        and video_sink.fourcc not in BROWSER_PLAYABLE_FOURCCS
+    ):
         summary.warnings.append(
-            f"{outputs['annotated']}: written as '{video_sink.fourcc}' (MPEG-4 Part 2): this "
+            f"{outputs['annotated'][0]}: written as '{video_sink.fourcc}' (MPEG-4 Part 2): this "
             "OpenCV build has no H.264 encoder, so desktop players show it but browsers do not"
         )
     for warning in summary.warnings:

@@ -3,7 +3,10 @@
 Every file sink writes to a temporary name and renames it when closed, so an
 output name never holds a half-written file. ``close(error)`` with an error
 (a crash) removes the temporary file; ``close()`` finalises, which the pipeline
-also does after Ctrl-C so that what was processed so far is kept.
+also does after Ctrl-C so that what was processed so far is kept. After closing,
+``written`` says whether the output's name now holds this run's result (a video or
+images are written only once a frame arrives; an earlier file of that name is then
+left as it was).
 
 ``shared.frames.BackgroundWriter`` runs the sinks in a thread: drawing and
 encoding overlap with inference (OpenCV releases the GIL while it encodes).
@@ -32,12 +35,17 @@ class Sink(Protocol):
     def close(self, error: BaseException | None = None) -> None:
         """Finalise the output, or discard it when ``error`` is a crash."""
 
+    @property
+    def written(self) -> bool:
+        """Whether this run's result is at the output's name (once closed)."""
+
 
 class AtomicTextFile:
     """A text file written under a temporary name and renamed on a clean close."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.written = False  # renamed onto ``path``
         self._output = atomic_output(path)
         self.stream: IO[str] = open(self._output.__enter__(), "w", newline="")  # noqa: SIM115
 
@@ -45,6 +53,7 @@ class AtomicTextFile:
         self.stream.close()
         if error is None:
             self._output.__exit__(None, None, None)
+            self.written = True
         else:
             self._output.__exit__(type(error), error, error.__traceback__)
 
@@ -66,6 +75,10 @@ class JsonLinesSink:
         if self._file is not None:
             self._file.close(error)
 
+    @property
+    def written(self) -> bool:
+        return self._file is None or self._file.written
+
 
 class CsvSink:
     """One row per detection of every inferred frame, with a header row; ``tracked`` adds
@@ -84,6 +97,10 @@ class CsvSink:
     def close(self, error: BaseException | None = None) -> None:
         self._file.close(error)
 
+    @property
+    def written(self) -> bool:
+        return self._file.written
+
 
 class AnnotatedVideoSink:
     """Every frame of the input, boxes drawn, at the input's size and rate."""
@@ -99,6 +116,10 @@ class AnnotatedVideoSink:
         # A video is finalised even after a crash: the frames written so far play.
         self._writer.close()
 
+    @property
+    def written(self) -> bool:
+        return self._writer.frames_written > 0  # none: no file (``VideoWriter.close``)
+
 
 class AnnotatedImageSink:
     """Annotated copies of images: one file, or a folder keeping the input names.
@@ -111,6 +132,7 @@ class AnnotatedImageSink:
         require_parent_folder(path)
         self.path = path
         self.folder = folder
+        self.images_written = 0
 
     def write(self, rgb: np.ndarray, result: FrameResult, inferred: bool) -> None:
         if self.folder:
@@ -119,6 +141,11 @@ class AnnotatedImageSink:
         else:
             target = self.path
         write_image(target, result.draw(rgb))
+        self.images_written += 1
 
     def close(self, error: BaseException | None = None) -> None:
         """Each image was complete when written; nothing to finalise."""
+
+    @property
+    def written(self) -> bool:
+        return self.images_written > 0

@@ -39,6 +39,7 @@ import numpy as np
 from apps.car_detection.datasets import Dataset, Sample, class_key
 from apps.car_detection.results import Detection
 from apps.car_detection.yolo import YoloTask, encode_targets, kmeans_anchors, load_task
+from shared.distribute import distribution_strategy
 from shared.errors import InputError
 from shared.files import atomic_output
 from shared.images import read_image
@@ -545,19 +546,6 @@ def set_trainable(task: YoloTask, backbone_too: bool) -> None:
             layer.trainable = backbone_too or layer.name in heads
 
 
-def strategy_for(name: str):
-    """``default`` (one device), ``mirrored`` (local devices) or ``multi-worker`` (TF_CONFIG)."""
-    import tensorflow as tf
-
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi-worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise InputError(f"--strategy must be default, mirrored or multi-worker, not {name!r}")
-
-
 def fit_phases(
     task: YoloTask,
     train_batches: DetectionBatches,
@@ -625,7 +613,7 @@ def train(
         settings = TrainSettings(**{**asdict(settings), "anchors": "keep"})
     boxes = np.concatenate([s.boxes for s in train_set.samples] or [np.zeros((0, 4))])
     sizes = boxes[:, 2:] - boxes[:, :2]
-    distribution = strategy_for(strategy)
+    distribution = distribution_strategy(strategy)
     state.replicas = distribution.num_replicas_in_sync
     with distribution.scope():
         task, mapping = start_task(

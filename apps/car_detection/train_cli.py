@@ -11,7 +11,15 @@ from pathlib import Path
 import click
 
 from apps.car_detection.options import model_source_options
-from shared.cli import EXIT_INTERRUPTED, debug_option, fail, quiet_tensorflow, user_errors
+from shared.cli import (
+    EXIT_INTERRUPTED,
+    Command,
+    debug_option,
+    fail,
+    quiet_tensorflow,
+    user_errors,
+)
+from shared.distribute import strategy_option
 
 EXAMPLE = """\b
 Examples:
@@ -22,7 +30,7 @@ Examples:
 """
 
 
-@click.command(epilog=EXAMPLE)
+@click.command(cls=Command, epilog=EXAMPLE)
 @click.argument("data", type=click.Path(file_okay=False))
 @click.option("--train-split", default="train", show_default=True, help="Split to learn from.")
 @click.option("--valid-split", default="valid", show_default=True, help="Split to choose on.")
@@ -89,13 +97,7 @@ Examples:
     type=click.Choice(["savedmodel", "tflite"]),
     help="Also write the best model as a SavedModel or a TFLite file.",
 )
-@click.option(
-    "--strategy",
-    type=click.Choice(["default", "mirrored", "multi-worker"]),
-    default="default",
-    show_default=True,
-    help="tf.distribute strategy: mirrored uses every local device, multi-worker reads TF_CONFIG.",
-)
+@strategy_option
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @debug_option

@@ -45,15 +45,10 @@ if TYPE_CHECKING:  # the pipeline loads TensorFlow; face-admin needs none of it
 # door's threshold T, so the rule follows the model's own scale:
 # - nearer to another enrolled person than T (and than to the person's own photos): at the door
 #   it would be granted as that other person;
-# - farther than FAR_FROM_OWN_FACTOR x T from every photo of the person (the ones already
-#   enrolled and the others given in the same command). Measured on AT&T over 200 random
-#   enrolments of each of the 40 people with 1, 2, 3 or 5 photos (32,000 cases each): a
-#   further genuine photo lies farther than that / another person's photo nearer than that in
-#   - dlib (T = 0.31, limit 0.403): 0.4 % / 1.9 % (genuine and impostor distances overlap:
-#     genuine up to 0.49, impostors from 0.315);
-#   - SFace (T = 0.95, limit 1.235): 0.2 % / 7.6 % (genuine up to 1.39, impostors from 1.03).
-#   The rule guards against mistakes, not attacks, and ``force`` overrides it.
-FAR_FROM_OWN_FACTOR = 1.3
+# - farther than F x T from every photo of the person (the ones already enrolled and the others
+#   given in the same command), F being the embedder's ``far_from_own_factor`` (chosen per model
+#   on development data: ``apps.face_access.models``).
+# The rule guards against mistakes, not attacks, and ``force`` overrides it.
 
 
 @dataclass
@@ -123,12 +118,14 @@ def enrolment_conflicts(
     report: EnrolReport,
     model_id: str,
     threshold: float,
+    far_factor: float,
     *,
     replace: bool = False,
 ) -> list[str]:
-    """One-line reasons why photos of ``report`` seem not to show its person (see
-    ``FAR_FROM_OWN_FACTOR``); empty when all look right. With ``replace`` the person's
-    stored photos are about to go, so only the photos given now are their own."""
+    """One-line reasons why photos of ``report`` seem not to show its person (nearer to someone
+    else than ``threshold``, or farther than ``far_factor`` x ``threshold`` from all of the
+    person's other photos); empty when all look right. With ``replace`` the person's stored
+    photos are about to go, so only the photos given now are their own."""
     names, matrix, person_of_row = store.gallery(model_id)
     new = np.stack(report.vectors)
     own_stored = (
@@ -159,10 +156,10 @@ def enrolment_conflicts(
                 f"{source}: looks like {other_name} (distance {nearest_other:.3f}), "
                 f"not {report.name}"
             )
-        elif own_distances.size and nearest_own > FAR_FROM_OWN_FACTOR * threshold:
+        elif own_distances.size and nearest_own > far_factor * threshold:
             conflicts.append(
                 f"{source}: unlike {report.name}'s other photos (nearest at "
-                f"{nearest_own:.3f}, more than {FAR_FROM_OWN_FACTOR * threshold:.3f})"
+                f"{nearest_own:.3f}, more than {far_factor * threshold:.3f})"
             )
     return conflicts
 
@@ -203,8 +200,9 @@ def add_faces(
     """
     threshold = door_threshold(store, pipeline, threshold)
     if not force:
+        far_factor = pipeline.embedder.spec.far_from_own_factor
         conflicts = enrolment_conflicts(
-            store, report, pipeline.model_id, threshold, replace=replace
+            store, report, pipeline.model_id, threshold, far_factor, replace=replace
         )
         if conflicts:
             more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""

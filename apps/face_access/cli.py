@@ -30,6 +30,7 @@ from shared.cli import (
     EXIT_BAD_INPUT,
     EXIT_NEGATIVE,
     EXIT_OK,
+    Command,
     checked_option,
     debug_option,
     progress,
@@ -122,9 +123,10 @@ def _camera_frames(source: str, max_frames: int | None):
 
 
 @click.command(
+    cls=Command,
     epilog="Example: face-enroll alice alice1.jpg alice2.jpg alice3.jpg\n\n"
     "         face-enroll bob --camera 0 --frames 5\n\n"
-    "         face-enroll --from-folders staff/   (staff/alice/*.jpg, staff/bob/*.jpg, ...)"
+    "         face-enroll --from-folders staff/   (staff/alice/*.jpg, staff/bob/*.jpg, ...)",
 )
 @click.argument("name", required=False)
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
@@ -248,8 +250,9 @@ def _enrol_folders(
 
 
 @click.command(
+    cls=Command,
     epilog="Example: face-check visitor.jpg   (GRANTED alice (distance 0.214), exit 0)\n\n"
-    "         face-check --camera 0 --on-grant 'relay-open --seconds 3'"
+    "         face-check --camera 0 --on-grant 'relay-open --seconds 3'",
 )
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @camera_option

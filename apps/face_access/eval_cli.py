@@ -16,7 +16,7 @@ import numpy as np
 
 from apps.face_access.cli import _enrolled_models, _load_pipeline, detector_option, model_option
 from apps.face_access.models import resolve_model, spec_for_model_id
-from shared.cli import debug_option, progress, runtime_option, user_errors
+from shared.cli import Command, debug_option, progress, runtime_option, user_errors
 from shared.errors import InputError
 
 
@@ -96,12 +96,13 @@ several_option = click.option(
 
 
 @click.command(
+    cls=Command,
     epilog="Examples:\n\n"
     "  face-eval ../shared/data/faces/att_faces\n\n"
     "  face-eval lfw_deepfunneled --roles dev_enrol,dev_stranger --stranger-role dev_stranger "
     "--several central\n\n"
     "  face-eval glint_crops --aligned --recommend-threshold --far 1e-3 --db door.db\n\n"
-    "  face-eval lfw/pairs.txt        (LFW's pairs file; photos beside it)"
+    "  face-eval lfw/pairs.txt        (LFW's pairs file; photos beside it)",
 )
 @click.argument("dataset", type=click.Path(exists=True, path_type=Path))
 @aligned_option

@@ -49,7 +49,7 @@ from apps.face_access.models import DEFAULT_MODEL, resolve_model
 from shared.cli import progress, runtime_option
 from shared.errors import InputError
 from shared.files import atomic_output
-from shared.images import list_images, read_image
+from shared.images import list_images, read_image, write_image
 from shared.metrics import tar_at_far
 
 
@@ -145,6 +145,33 @@ def lfw_dev_door(
         model_args=model_args,
         enrol_args=("--largest", "--force"),
     )
+
+
+def write_chips(folder: Path, out: Path, pipeline) -> int:
+    """A copy of the LFW door of ``folder`` (dev people and ``SPLITS.tsv``) in which every photo
+    is replaced by the aligned chip of its door face, as PNG: face sets shipped as aligned chips
+    (glint's photos are ArcFace chips) on development people. Returns the photos left out (no
+    usable face)."""
+    left_out = 0
+    with open(folder / "SPLITS.tsv", newline="") as table:
+        rows = [row for row in csv.DictReader(table, delimiter="\t") if row["role"] != "train"]
+    for row in rows:
+        (out / row["identity"]).mkdir(parents=True)
+        for photo in list_images(folder / row["identity"]):
+            try:
+                chip = pipeline.usable_chip(read_image(photo), photo, largest=True)[1]
+            except InputError:
+                left_out += 1
+                continue
+            write_image(out / row["identity"] / f"{photo.stem}.png", chip)
+        row["enrol_files"] = ",".join(
+            f"{Path(name).stem}.png" for name in row["enrol_files"].split(",") if name
+        )
+    with open(out / "SPLITS.tsv", "w", newline="") as table:
+        writer = csv.DictWriter(table, list(rows[0]), delimiter="\t")
+        writer.writeheader()
+        writer.writerows(rows)
+    return left_out
 
 
 def run_door(
@@ -502,6 +529,105 @@ def development_study(
     return lines
 
 
+# --- choosing a model's enrolment rule on development data ----------------------------------
+
+ENROLMENT_SETS = ("att", "lfw")  # CelebA's ~5 photos a person are left to training
+ENROLLED_PHOTOS = (1, 2, 3, 5)
+# The share of genuine photos the rule may refuse: a person enrolling their own photos should
+# almost never need --force.
+GENUINE_REFUSAL_GOAL = 0.005
+FACTOR_STEP = 0.05
+
+
+@dataclass(frozen=True)
+class EnrolmentCases:
+    """Nearest distances of a further photo to ``k`` enrolled photos of one person, over random
+    enrolments: of the person's own photo (genuine) and of another person's (impostor)."""
+
+    genuine: np.ndarray
+    impostor: np.ndarray
+
+    def refused(self, limit: float) -> float:
+        """Share of genuine photos refused as "unlike the person's other photos"."""
+        return float(np.mean(self.genuine > limit))
+
+    def let_through(self, limit: float) -> float:
+        """Share of another person's photos not refused by the distance rule alone."""
+        return float(np.mean(self.impostor <= limit))
+
+
+def enrolment_cases(
+    people: np.ndarray, vectors: np.ndarray, *, cases: int, seed: int = 0
+) -> EnrolmentCases:
+    """``cases`` random enrolments of every person for each ``ENROLLED_PHOTOS`` count they have
+    photos for (k enrolled and one more): the further photo's nearest distance to the k, and
+    that of a random other person's photo (the rule of ``access.enrolment_conflicts``)."""
+    rng = np.random.default_rng(seed)
+    everyone = np.arange(len(people))
+    genuine, impostor = [], []
+    for person in np.unique(people):
+        rows = np.flatnonzero(people == person)
+        others = np.setdiff1d(everyone, rows)
+        for enrolled in ENROLLED_PHOTOS:
+            if len(rows) <= enrolled:
+                continue
+            for _ in range(cases):
+                chosen = rng.choice(rows, enrolled + 1, replace=False)
+                own, further = vectors[chosen[:-1]], vectors[chosen[-1]]
+                stranger = vectors[rng.choice(others)]
+                genuine.append(np.linalg.norm(own - further, axis=1).min())
+                impostor.append(np.linalg.norm(own - stranger, axis=1).min())
+    return EnrolmentCases(np.array(genuine), np.array(impostor))
+
+
+def enrolment_rule_study(
+    faces: Path, pipeline, *, cache: Path | None, threshold: float, cases: int = 50
+) -> list[str]:
+    """Lines of the enrolment rule's study: for each development set, how many genuine photos
+    each factor of the threshold refuses and how many other people's photos it lets through,
+    and the smallest factor (a multiple of ``FACTOR_STEP``) refusing under
+    ``GENUINE_REFUSAL_GOAL`` of the genuine photos in every set."""
+    photos = development_photos(faces)
+    vectors = embed_centre_faces([photo for *_, photo in photos], pipeline, cache)
+    sets, people, _ = (np.array(column) for column in list(zip(*photos, strict=True))[:3])
+    usable = ~np.isnan(vectors).any(axis=1)
+    by_set = {
+        name: enrolment_cases(people[keep], vectors[keep], cases=cases)
+        for name in ENROLMENT_SETS
+        for keep in [usable & (sets == name)]
+    }
+    factors = np.round(np.arange(1.0, 2.0 + 1e-9, FACTOR_STEP), 2)
+    lines = [
+        f"threshold {threshold}; {cases} random enrolments of each person with "
+        f"{'/'.join(map(str, ENROLLED_PHOTOS))} photos: "
+        + "; ".join(
+            f"{name} {len(found.genuine)} cases, genuine nearest distance 99th/99.5th/max "
+            f"{np.percentile(found.genuine, 99):.3f}/{np.percentile(found.genuine, 99.5):.3f}/"
+            f"{found.genuine.max():.3f}"
+            for name, found in by_set.items()
+        ),
+        "factor  limit  " + "  ".join(f"{name} refused / others through" for name in by_set),
+    ]
+    chosen = None
+    for factor in factors:
+        limit = factor * threshold
+        refused = [found.refused(limit) for found in by_set.values()]
+        lines.append(
+            f"{factor:6.2f}  {limit:5.3f}  "
+            + "  ".join(
+                f"{rate:6.2%} / {found.let_through(limit):6.2%}{' ' * (len(name) + 8)}"
+                for (name, found), rate in zip(by_set.items(), refused, strict=True)
+            )
+        )
+        if chosen is None and max(refused) < GENUINE_REFUSAL_GOAL:
+            chosen = factor
+    lines.append(
+        f"smallest factor refusing under {GENUINE_REFUSAL_GOAL:.1%} of genuine photos in every "
+        f"set: {chosen}"
+    )
+    return lines
+
+
 @click.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Embedder name or path.")
@@ -517,11 +643,25 @@ def development_study(
     "--lfw-dev", is_flag=True, help="FOLDER is LFW: its dev door (SPLITS.tsv), by the commands."
 )
 @click.option(
+    "--as-chips",
+    is_flag=True,
+    help="With --lfw-dev: every photo replaced by its aligned chip first (as glint's are).",
+)
+@click.option(
     "--study",
     is_flag=True,
     help="FOLDER holds the face sets: pairwise FAR thresholds and random doors on dev data.",
 )
-@click.option("--cache", type=click.Path(path_type=Path), help="Embeddings kept for --study.")
+@click.option(
+    "--enrol-rule",
+    is_flag=True,
+    help="FOLDER holds the face sets: the enrolment rule's factor on AT&T and LFW dev data.",
+)
+@click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    help="Embeddings kept for --study and --enrol-rule.",
+)
 @runtime_option
 def main(
     folder: Path,
@@ -533,7 +673,9 @@ def main(
     seed: int,
     levers: bool,
     lfw_dev: bool,
+    as_chips: bool,
     study: bool,
+    enrol_rule: bool,
     cache: Path | None,
     runtime: str | None,
 ) -> None:
@@ -542,23 +684,36 @@ def main(
     threshold = spec.threshold if threshold is None else threshold
     margin = spec.margin if margin is None else margin
     model_args = ("--model", model) + (("--runtime", runtime) if runtime else ())
-    if study:
+    if study or enrol_rule:
         from apps.face_access.embedding import FaceEmbedder  # loads TensorFlow
         from apps.face_access.pipeline import FacePipeline
 
         pipeline = FacePipeline(embedder=FaceEmbedder(spec, weights, runtime=runtime))
-        lines = development_study(folder, pipeline, cache=cache, threshold=threshold, margin=margin)
+        if study:
+            lines = development_study(
+                folder, pipeline, cache=cache, threshold=threshold, margin=margin
+            )
+        else:
+            lines = enrolment_rule_study(folder, pipeline, cache=cache, threshold=threshold)
         click.echo(f"{spec.name}: " + "\n".join(lines))
         sys.exit(0)
     if lfw_dev:
         with tempfile.TemporaryDirectory() as scratch:
+            door, kind = folder, "photos"
+            if as_chips:
+                from apps.face_access.embedding import FaceEmbedder  # loads the embedder
+                from apps.face_access.pipeline import FacePipeline
+
+                door, kind = Path(scratch) / "chips", "aligned chips"
+                pipeline = FacePipeline(embedder=FaceEmbedder(spec, weights, runtime=runtime))
+                left_out = write_chips(folder, door, pipeline)
+                kind += f", {left_out} photos without a usable face left out"
             figures = lfw_dev_door(
-                folder,
-                Path(scratch) / "faces.db",
-                threshold=threshold,
-                model_args=model_args,
+                door, Path(scratch) / "faces.db", threshold=threshold, model_args=model_args
             )
-        click.echo(f"LFW dev door, {spec.name} at threshold {threshold}: {figures.summary()}")
+        click.echo(
+            f"LFW dev door ({kind}), {spec.name} at threshold {threshold}: {figures.summary()}"
+        )
         sys.exit(0)
     if splits:
         from apps.face_access.embedding import FaceEmbedder  # loads TensorFlow

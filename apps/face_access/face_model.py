@@ -117,6 +117,11 @@ class FaceEmbeddingTask(keras.Model):
         if self.optimizer is not None and self.built:
             self.optimizer.build(self.trainable_variables)
 
+    def train_step(self, data):
+        from shared.distribute import step_logs
+
+        return step_logs(super().train_step(data))
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss = super().compute_loss(x, y, y_pred, sample_weight, training)
         labels = ops.reshape(y, (-1,))
@@ -202,6 +207,12 @@ def build_task(
 
 def load_task(path: str | Path) -> FaceEmbeddingTask:
     """A task saved by ``face-train`` (a ``.keras`` file), or InputError naming the file."""
+    # The backbones' own layers (LRN and L2 pooling in nn4.small2, dlib's folded blocks) are
+    # registered with Keras when their modules are imported: a fresh process must import
+    # them before loading.
+    import shared.backbones.dlib_resnet
+    import shared.backbones.layers  # noqa: F401
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such model file")

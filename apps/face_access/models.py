@@ -3,8 +3,9 @@
 An ``EmbedderSpec`` carries everything the app needs to use a model: where its file comes
 from (a row of ``data/weights.tsv``), how to build the Keras network from it, the chip it
 expects (template, size, sampling), its input scaling, whether the mirror image is averaged
-in, the id stored with every embedding, and the door's default threshold and margin for
-it. Adding a model is one entry in ``SPECS``.
+in, the id stored with every embedding, the door's default threshold and margin for it, and
+how far from a person's own photos enrolment lets a new one be. Adding a model is one entry in
+``SPECS``.
 
 A model trained by ``face-train`` (a ``.keras`` file) is one more spec, made from the file
 (``trained_spec``): dlib's chip, its own model id and the threshold chosen on its validation
@@ -31,6 +32,7 @@ from apps.face_access.alignment import (
     CHIP_SIZE,
     YUNET_CHIP_TEMPLATE,
     align_face,
+    already_aligned,
     warp_face,
 )
 from shared.errors import InputError
@@ -70,6 +72,12 @@ class EmbedderSpec:
     # carries none: the database's threshold (face-eval --recommend-threshold --db) is needed.
     threshold: float | None
     margin: float  # how much nearer than the second person the best must be
+    # Enrolment refuses a photo farther than this times the threshold from all of the person's
+    # other photos (``access.enrolment_conflicts``; ``--force`` overrides). Chosen per model on
+    # development data by one rule (``python -m apps.face_access.evaluate FACES --enrol-rule``):
+    # the smallest multiple of 0.05 that refuses under 0.5 % of genuine photos in AT&T and in
+    # the LFW train/dev people, over random enrolments of 1, 2, 3 and 5 photos.
+    far_from_own_factor: float
     # The inner face (brows to chin, cheek to cheek) on this chip, where sharpness is judged.
     sharpness_region: tuple[slice, slice]
 
@@ -82,7 +90,10 @@ class EmbedderSpec:
         return f"{self.chip_size}/{sampling}/{points}"
 
     def chip(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """The aligned chip of the face with these YuNet landmarks."""
+        """The aligned chip of the face with these YuNet landmarks; an image that already is
+        one (``alignment.already_aligned``) as it is."""
+        if already_aligned(rgb, landmarks, self.template, self.chip_size):
+            return rgb
         cut = align_face if self.dlib_sampling else warp_face
         return cut(rgb, landmarks, self.template, self.chip_size)
 
@@ -111,6 +122,10 @@ SFACE = EmbedderSpec(
     # No wrong-person grant on development data at any margin; 0.05 costs no TAR there
     # (0.10 costs 0.2 points at 1.0) and guards a probe that is near two enrolled people.
     margin=0.05,
+    # 1.25: genuine photos refused 0.30 % (AT&T) and 0.13 % (LFW); another person's photo let
+    # through by this rule alone 2.0 % and 1.9 % (at 1.20: 0.50 % refused on AT&T; the old
+    # common 1.3: 7.3 % and 8.3 % through).
+    far_from_own_factor=1.25,
     # The inner face on the ArcFace chip (eyes at y = 52, mouth at y = 92); on every
     # development photo SFace's chips score at least 14.8 (AT&T, 1st percentile), far above
     # the gate.
@@ -128,6 +143,9 @@ MOBILEFACENET = dataclasses.replace(
     # SFace's rule: pairwise FAR 1e-6 on the development pairs at 0.931, rounded down. 30
     # random doors of LFW-train people at 0.90: TAR 0.852, none of 35,010 strangers in.
     threshold=0.9,
+    # 1.35: genuine photos refused 0.39 % (AT&T) and 0.47 % (LFW); another person's photo let
+    # through by this rule alone 6.7 % and 1.7 % (the old common 1.3 refused 0.75 % and 1.0 %).
+    far_from_own_factor=1.35,
 )
 DLIB = EmbedderSpec(
     name="dlib",
@@ -152,6 +170,10 @@ DLIB = EmbedderSpec(
     # as the threshold loosens (3 of 32,000 genuine probes at 0.33 with 2 photos).
     threshold=0.31,
     margin=0.05,
+    # 1.40: genuine photos refused 0.07 % (AT&T) and 0.31 % (LFW); another person's photo let
+    # through by this rule alone 6.2 % and 4.0 % (the old common 1.3 refused 1.05 % of LFW's
+    # genuine photos: news photos vary more than AT&T's).
+    far_from_own_factor=1.4,
     sharpness_region=(slice(40, 115), slice(35, 115)),
 )
 SPECS = {spec.name: spec for spec in (SFACE, MOBILEFACENET, DLIB)}
@@ -202,6 +224,8 @@ def trained_spec(path: Path) -> EmbedderSpec:
         input_mean=(0.0, 0.0, 0.0),
         input_std=(1.0, 1.0, 1.0),
         threshold=settings.get("threshold"),
+        # far_from_own_factor stays dlib's: not measured for a trained model (``evaluate
+        # FACES --enrol-rule --model X.keras`` measures it).
     )
 
 

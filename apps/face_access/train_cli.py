@@ -11,7 +11,15 @@ import click
 from apps.face_access.cli import detector_option
 from apps.face_access.eval_cli import aligned_option, roles_list, several_option
 from apps.face_access.face_model import BACKBONES
-from shared.cli import EXIT_INTERRUPTED, debug_option, progress, quiet_tensorflow, user_errors
+from shared.cli import (
+    EXIT_INTERRUPTED,
+    Command,
+    debug_option,
+    progress,
+    quiet_tensorflow,
+    user_errors,
+)
+from shared.distribute import strategy_option
 from shared.errors import InputError
 
 
@@ -61,13 +69,14 @@ folder_type = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
 @click.command(
+    cls=Command,
     epilog="Examples:\n\n"
     "  face-train ../shared/data/faces/lfw_deepfunneled ../shared/data/faces/celeba_wild_subset "
     "--roles train --val ../shared/data/faces/celeba_wild_subset --val-roles val "
     "--several central --freeze-until stage3 --logdir runs/ft -o door-ft.keras\n\n"
     "  face-train faces/ --val more_faces/ --backbone nn4.small2 --mining batch-hard "
     "--epochs 40 -o nn4.keras\n\n"
-    "  face-train ... --resume   (after Ctrl-C: carry on from the last checkpoint)"
+    "  face-train ... --resume   (after Ctrl-C: carry on from the last checkpoint)",
 )
 @click.argument("datasets", nargs=-1, required=True, type=folder_type)
 @click.option(
@@ -128,12 +137,7 @@ folder_type = click.Path(exists=True, file_okay=False, path_type=Path)
 @_folder("--logdir", "TensorBoard folder.")
 @_folder("--checkpoints", "Checkpoint folder [default: OUTPUT's name + _checkpoints].")
 @click.option("--resume", is_flag=True, help="Carry on from the checkpoint folder.")
-@_choice(
-    "--strategy",
-    ["default", "mirrored", "multi-worker"],
-    "default",
-    "tf.distribute: mirrored over local devices, multi-worker over TF_CONFIG.",
-)
+@strategy_option
 @click.option(
     "--cpu-devices",
     type=int,
@@ -189,10 +193,13 @@ def main(
         raise InputError(f"--far must lie between 0 and 1, got {far}")
     if not debug:
         quiet_tensorflow()
-    if cpu_devices:
-        from apps.face_access.training import split_cpu
+    from shared.distribute import distribution_strategy, split_cpu
 
+    if cpu_devices:
         split_cpu(cpu_devices)
+    # Before anything runs on TensorFlow (the face detector, the chips): a multi-worker
+    # strategy must set up its collective ops at start-up.
+    distribution = distribution_strategy(strategy)
     from apps.face_access.training import train
 
     train_chips = _chips(datasets, roles_list(roles), aligned, several, cache, detector_model)
@@ -221,7 +228,7 @@ def main(
         far=far,
         logdir=logdir,
         resume=resume,
-        strategy=strategy,
+        strategy=distribution,
         augment=not no_augment,
         seed=seed,
         verbose=1 if sys.stderr.isatty() else 2,  # piped: one line per epoch

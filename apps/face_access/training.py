@@ -36,7 +36,6 @@ from shared.errors import InputError
 CHECKPOINT_FILE = "last.keras"
 STATE_FILE = "state.json"
 THUMBNAIL_SIZE = 48
-STRATEGIES = ("default", "mirrored", "multi-worker")
 
 
 def face_augmentation(seed: int | None = None):
@@ -117,32 +116,6 @@ def batch_dataset(chips, labels, people, photos, *, augment: bool, seed: int):
     # Each worker draws its own batches (seeded by its task index): no file to shard.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return dataset.with_options(options).prefetch(2)
-
-
-def make_strategy(name: str):
-    """``default`` (one device), ``mirrored`` (every local device: GPUs, else the logical CPU
-    devices), or ``multi-worker`` (the cluster in ``TF_CONFIG``)."""
-    import tensorflow as tf
-
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = gpus or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([device.name for device in devices])
-    if name == "multi-worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise InputError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
-
-
-def split_cpu(devices: int) -> None:
-    """Present the CPU as ``devices`` logical devices (before TensorFlow starts using it)."""
-    import tensorflow as tf
-
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(devices)]
-    )
 
 
 def thumbnails(chips: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray:
@@ -308,7 +281,7 @@ def train(
     far: float = 1e-3,
     logdir: Path | None = None,
     resume: bool = False,
-    strategy: str = "default",
+    strategy="default",
     augment: bool = True,
     seed: int = 0,
     weights="dlib",
@@ -322,9 +295,12 @@ def train(
     ``task_factory``: a function returning a ``FaceEmbeddingTask`` around another backbone
     (called inside the distribution scope, then compiled here) instead of
     ``build_task(backbone, ...)``.
-    ``extra_callbacks``: more Keras callbacks. ``verbose``: Keras's progress output.
+    ``strategy``: a ``shared.distribute`` name or a strategy made already (multi-worker: at
+    the program's start). ``extra_callbacks``: more Keras callbacks. ``verbose``: Keras's
+    progress output.
     """
     from apps.face_access.face_model import build_task
+    from shared.distribute import distribution_strategy, fit_scope, worker_index
     from shared.tensorboard import tensorboard_callback
 
     started = time.monotonic()
@@ -332,13 +308,16 @@ def train(
     val_labels, val_names = _labels_of(val_chips.people)
     if len(val_names) < 2:
         raise InputError("validation needs at least two people with usable photos")
-    distribution = make_strategy(strategy)
+    distribution = distribution_strategy(strategy) if isinstance(strategy, str) else strategy
     replicas = distribution.num_replicas_in_sync
-    if people % replicas:
-        raise InputError(f"--people {people} must be a multiple of the {replicas} replicas")
-    worker = 0
-    if strategy == "multi-worker":
-        worker = distribution.cluster_resolver.task_id or 0
+    if people % replicas or people < 2 * replicas:
+        # Each replica mines triplets within its own share of the batch: whole people, and
+        # at least two of them, or it has no negatives.
+        raise InputError(
+            f"--people {people} must be a multiple of the {replicas} replicas, with at least "
+            "two people per replica"
+        )
+    worker = worker_index(distribution)
     dataset = batch_dataset(
         train_chips.chips, labels, people, photos, augment=augment, seed=seed + 1000 * worker
     )
@@ -375,14 +354,15 @@ def train(
     interrupted = False
     history = {}
     try:
-        fitted = task.fit(
-            dataset,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps,
-            callbacks=callbacks,
-            verbose=verbose,
-        )
+        with fit_scope(task, distribution):
+            fitted = task.fit(
+                dataset,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                verbose=verbose,
+            )
         history = {k: [float(v) for v in values] for k, values in fitted.history.items()}
     except KeyboardInterrupt:
         interrupted = True

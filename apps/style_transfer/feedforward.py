@@ -38,7 +38,7 @@ MOTION_SCALE = 0.08
 VIDEO_BATCH = 4
 # Part of the compiled-model cache key (``shared.runtime``): names the graph ``fast.painter``
 # builds, so a change to it (or to the network) must change this.
-PAINTER_GRAPH = "painter-1"
+PAINTER_GRAPH = "painter-2"  # 2: up-sampling as resize operations
 
 
 def load_painter(

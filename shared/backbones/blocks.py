@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from keras import layers
 
+from shared.backbones.layers import Upsampling2x
+
 CHANNEL_AXIS = -1  # channels-last throughout, as TensorFlow on CPU prefers
 BN_EPSILON = 1e-3  # Keras's default; networks with published weights pass their own
 
@@ -248,5 +250,5 @@ def upsample_conv_in_act(
     of a transposed convolution with stride 2, whose uneven kernel overlap paints a checkerboard
     over every stylised image.
     """
-    x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_up")(x)
+    x = Upsampling2x("nearest", name=f"{name}_up")(x)  # one graph for every image size
     return conv_in_act(x, filters, kernel_size, separable=separable, name=name)

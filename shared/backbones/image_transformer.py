@@ -28,7 +28,7 @@ import keras
 from keras import layers
 
 from shared.backbones.blocks import conv_in_act, residual_in_block, upsample_conv_in_act
-from shared.backbones.layers import BilinearUpsampling2x
+from shared.backbones.layers import Upsampling2x
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,7 @@ def image_transformer(width: str = "full", name: str | None = None) -> keras.Mod
     if spec.stem_stride > 1:
         # Back to full resolution on 3 channels rather than on ``filters[0]``: a quarter of
         # the memory traffic at the size where it costs most.
-        # (Bilinear, written so that one graph serves every image size.)
-        x = BilinearUpsampling2x(name="up3")(x)
+        x = Upsampling2x("bilinear", name="up3")(x)
     # The network paints a change onto its input (at most ±127.5 a pixel through tanh), then
     # the sum is clipped to [0, 255]. Starting at zero (the last kernel is zeros), the change
     # leaves the photo intact,

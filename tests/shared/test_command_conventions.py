@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import textwrap
+import tomllib
+from pathlib import Path
 
 import click
 import pytest
@@ -19,6 +22,8 @@ from shared.cli import (
     user_errors,
 )
 from shared.errors import InputError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @click.command(cls=Command)
@@ -59,6 +64,12 @@ def test_a_group_reports_its_subcommands_usage_errors_in_one_line():
     result = CliRunner().invoke(tool, ["check", "--window", "0"])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "'--window'" in result.stderr
+    result = CliRunner().invoke(tool, ["chek"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: No such command 'chek'.")
+    # Called bare, a group shows its help as click does (not an "error:" line).
+    result = CliRunner().invoke(tool, [])
+    assert result.exit_code == 2 and "Commands:" in result.output and "error:" not in result.output
 
 
 def test_debug_shows_the_traceback_and_keeps_exit_code_2():
@@ -100,3 +111,33 @@ def test_a_reader_closing_the_pipe_ends_the_command_quietly(head: int):
     _, stderr = speaker.communicate(timeout=60)
     assert speaker.returncode == EXIT_BROKEN_PIPE
     assert stderr == b""
+
+
+def console_scripts() -> dict[str, str]:
+    """Every command pyproject.toml installs: name -> ``module:attribute``."""
+    with open(REPO_ROOT / "pyproject.toml", "rb") as stream:
+        return tomllib.load(stream)["project"]["scripts"]
+
+
+def _entry(target: str) -> click.Command:
+    module, attribute = target.split(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+@pytest.mark.parametrize(("name", "target"), sorted(console_scripts().items()))
+def test_every_installed_command_gives_usage_errors_in_one_line(name: str, target: str):
+    """The commands and every subcommand: an unknown option is one ``error:`` line, exit 2."""
+    command = _entry(target)
+    assert isinstance(command, Command | Group), f"{name}: use shared.cli.Command or Group"
+    calls = [["--no-such-option"]]
+    if isinstance(command, click.Group):
+        calls += [[sub, "--no-such-option"] for sub in command.commands] + [["no-such-command"]]
+    for args in calls:
+        result = CliRunner().invoke(command, args, prog_name=name)
+        assert result.exit_code == 2, (name, args, result.output)
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, (
+            name,
+            args,
+            result.stderr,
+        )
+        assert args[-1] in result.stderr

@@ -57,15 +57,17 @@ def test_light_width_is_far_smaller_than_full():
         image_transformer("huge")
 
 
-def test_bilinear_upsampling_matches_keras_and_takes_any_size():
-    from shared.backbones.layers import BilinearUpsampling2x
-
-    x = np.random.default_rng(3).uniform(-1, 1, (2, 5, 7, 3)).astype(np.float32)
-    expected = keras.layers.UpSampling2D(2, interpolation="bilinear")(x)
-    np.testing.assert_allclose(np.asarray(BilinearUpsampling2x()(x)), expected, atol=1e-5)
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_upsampling_matches_keras_and_takes_any_size(interpolation):
     import tensorflow as tf
 
-    any_size = tf.function(
-        BilinearUpsampling2x(), input_signature=[tf.TensorSpec((None, None, None, 3))]
-    )
+    from shared.backbones.layers import Upsampling2x
+
+    x = np.random.default_rng(3).uniform(-1, 1, (2, 5, 7, 3)).astype(np.float32)
+    expected = keras.layers.UpSampling2D(2, interpolation=interpolation)(x)
+    layer = Upsampling2x(interpolation)
+    np.testing.assert_allclose(np.asarray(layer(x)), expected, atol=1e-5)
+    any_size = tf.function(layer, input_signature=[tf.TensorSpec((None, None, None, 3))])
     assert tuple(any_size(x[:, :3, :4]).shape) == (2, 6, 8, 3)
+    with pytest.raises(ValueError, match="interpolation"):
+        Upsampling2x("bicubic")

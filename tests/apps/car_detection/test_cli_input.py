@@ -165,6 +165,37 @@ def test_an_interrupted_run_names_no_output_it_did_not_write(monkeypatch, clip, 
     assert summary["outputs"] == {"detections": str(lines)} and lines.exists()
 
 
+@pytest.mark.parametrize("source_kind", ["video", "folder"])
+def test_an_earlier_result_kept_by_an_exist_ok_run_is_not_named_as_its_output(
+    monkeypatch, clip: Path, tmp_path: Path, source_kind: str
+):
+    """``--exist-ok`` and Ctrl-C before the first frame: the earlier result stays in place
+    (never lose data), and the summary does not pass it off as this run's."""
+    monkeypatch.setattr(
+        detector,
+        "load_detector",
+        lambda **_: SquareDetector(fail_on_call=1, error=KeyboardInterrupt),
+    )
+    if source_kind == "video":
+        source, out = clip, tmp_path / "e.avi"
+        out.write_bytes(b"earlier result")
+        earlier = out
+    else:
+        source, out = tmp_path / "photos", tmp_path / "drawn"
+        source.mkdir()
+        write_image(source / "a.png", frame_with_square(0))
+        out.mkdir()
+        earlier = out / "a.png"
+        earlier.write_bytes(b"earlier result")
+    code, stdout, _ = run([str(source), "-o", str(out), "--exist-ok", "--json"])
+    summary = json.loads(stdout)
+    assert code == 130 and summary["interrupted"]
+    assert earlier.read_bytes() == b"earlier result"
+    assert summary["outputs"] == {}
+    code, stdout, _ = run([str(source), "-o", str(out), "--exist-ok"])
+    assert code == 130 and str(out) not in stdout
+
+
 def test_detections_to_stdout_send_the_summary_to_stderr(stand_in, clip: Path, tmp_path: Path):
     code, stdout, stderr = run([str(clip), "--no-draw", "--detections", "-"])
     assert code == 0, stderr

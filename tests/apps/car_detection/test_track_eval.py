@@ -13,7 +13,13 @@ from apps.car_detection.track_eval import evaluate_tracking, read_track_labels, 
 from apps.car_detection.tracking import Tracking
 from shared.errors import InputError
 from tests.apps.car_detection import synthetic_scene as scene
-from tests.apps.car_detection.test_tracking_pipeline import SETTINGS, SceneDetector, scene_source
+from tests.apps.car_detection.test_tracking_pipeline import (
+    SETTINGS,
+    CountingSceneDetector,
+    SceneDetector,
+    scene_source,
+    write_scene_video,
+)
 
 NAMES = {name: number for number, name in enumerate(scene.VEHICLES, start=1)}
 
@@ -128,19 +134,6 @@ SCENE_MOTA = 1 - 10 / 157
 SCENE_IDF1 = 2 * 147 / (157 + 147)
 
 
-class CountingSceneDetector:
-    """The scene's detections by the order frames arrive in (a lossy video keeps no pixel
-    exactly, so the frame number cannot be painted in as ``SceneDetector`` reads it)."""
-
-    def __init__(self) -> None:
-        self.seen = 0
-
-    def detect(self, frames):
-        found = [scene.detections(self.seen + offset) for offset in range(len(frames))]
-        self.seen += len(frames)
-        return found
-
-
 def write_frames(folder: Path) -> Path:
     from shared.images import write_image
 
@@ -196,12 +189,8 @@ def test_eval_track_finds_kitti_labels_beside_the_frames(tmp_path: Path, stand_i
 
 def test_eval_track_scores_a_video(tmp_path: Path, monkeypatch):
     from apps.car_detection import detector
-    from shared.video import VideoWriter
 
-    video = tmp_path / "scene.avi"
-    with VideoWriter(video, 25.0, scene.WIDTH, scene.HEIGHT) as writer:
-        for frame in scene_source().frames:
-            writer.write(frame.rgb)
+    video = write_scene_video(tmp_path / "scene.avi")
     monkeypatch.setattr(detector, "load_detector", lambda **_: CountingSceneDetector())
     labels = write_mot(tmp_path / "scene_gt.txt")
     result = evaluate_track([str(video), "--labels", str(labels), "-o", str(tmp_path / "out")])

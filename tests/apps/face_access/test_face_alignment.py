@@ -8,12 +8,17 @@ import numpy as np
 import pytest
 
 from apps.face_access.alignment import (
+    ARCFACE_CHIP_SIZE,
+    ARCFACE_TEMPLATE,
     DLIB_CHIP_TEMPLATE,
     YUNET_CHIP_TEMPLATE,
     align_face,
+    already_aligned,
     fit_template,
     similarity_transform,
 )
+from apps.face_access.detection import FaceDetector
+from apps.face_access.models import SFACE
 from shared.images import read_image
 
 
@@ -98,3 +103,33 @@ def test_chips_match_dlibs_own_chips(reference_dir, data_dir):
         for source, points, chip in zip(sources, landmarks, chips, strict=True)
     ]  # fmt: skip
     assert max(diffs) < 1.6 and np.mean(diffs) < 0.8
+
+
+def test_only_a_chip_sized_image_with_the_face_on_the_template_counts_as_aligned():
+    chip = np.zeros((ARCFACE_CHIP_SIZE, ARCFACE_CHIP_SIZE, 3), np.uint8)
+    near = ARCFACE_TEMPLATE + np.array([6.0, -5.0])
+    assert already_aligned(chip, near, ARCFACE_TEMPLATE, ARCFACE_CHIP_SIZE)
+    assert not already_aligned(chip, ARCFACE_TEMPLATE + 20, ARCFACE_TEMPLATE, ARCFACE_CHIP_SIZE)
+    taller = np.zeros((ARCFACE_CHIP_SIZE + 8, ARCFACE_CHIP_SIZE, 3), np.uint8)
+    assert not already_aligned(taller, near, ARCFACE_TEMPLATE, ARCFACE_CHIP_SIZE)
+
+
+def test_a_chip_given_as_a_photo_is_embedded_as_it_is(yunet_onnx, data_dir):
+    """A face set of aligned chips (glint's photos are ArcFace chips): YuNet finds the face on
+    the chip again, near the template but not on it, and the chip is not warped a second time;
+    a chip-sized image whose face sits elsewhere is aligned as any photo."""
+    detector = FaceDetector(yunet_onnx)
+
+    def largest_face(image):
+        return max(detector.detect(image), key=lambda face: face.size)
+
+    photo = read_image(data_dir / "faces/lfw_deepfunneled/Ai_Sugiyama/Ai_Sugiyama_0001.jpg")
+    chip = SFACE.chip(photo, largest_face(photo).landmarks)
+    again = largest_face(chip).landmarks
+    assert 0 < np.abs(again - ARCFACE_TEMPLATE).max() <= 0.1 * ARCFACE_CHIP_SIZE
+    assert SFACE.chip(chip, again) is chip
+    moved = np.roll(chip, 30, axis=1)
+    realigned = SFACE.chip(moved, largest_face(moved).landmarks)
+    inner_face = (slice(40, 100), slice(30, 82))  # away from the edges the roll blacked out
+    assert realigned is not moved
+    assert np.abs(realigned[inner_face].astype(int) - chip[inner_face]).mean() < 20

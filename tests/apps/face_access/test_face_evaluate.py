@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import math
+import shutil
 
 import numpy as np
 
@@ -12,7 +14,9 @@ from apps.face_access.evaluate import (
     lever_table,
     pair_distances,
     random_splits,
+    write_chips,
 )
+from shared.images import read_image, write_image
 
 LABELS = np.repeat(np.arange(4), 3)  # four people, three photos each
 
@@ -85,3 +89,33 @@ def test_development_photos_lists_every_set_with_its_roles(data_dir):
     # glint, reserved for final figures, is never read by the study
     assert not any("glint" in str(photo) for *_, photo in photos)
     assert sum(name == "att" for name, *_ in photos) == 400
+
+
+def test_write_chips_copies_the_dev_door_as_aligned_chips(data_dir, pipeline, tmp_path):
+    lfw = data_dir / "faces" / "lfw_deepfunneled"
+    door = tmp_path / "lfw"
+    people = {"Ai_Sugiyama": "dev_enrol", "Abdullah": "dev_stranger", "Wall": "train"}
+    for person in people:
+        (door / person).mkdir(parents=True)
+    for number in (1, 2, 3, 4):
+        name = f"Ai_Sugiyama_000{number}.jpg"
+        shutil.copy(lfw / "Ai_Sugiyama" / name, door / "Ai_Sugiyama" / name)
+    shutil.copy(lfw / "Ai_Sugiyama" / "Ai_Sugiyama_0005.jpg", door / "Abdullah" / "a.jpg")
+    write_image(door / "Abdullah" / "blank.png", np.full((80, 80, 3), 128, np.uint8))
+    enrol = "Ai_Sugiyama_0001.jpg,Ai_Sugiyama_0002.jpg,Ai_Sugiyama_0003.jpg"
+    rows = [(person, role, enrol if role == "dev_enrol" else "") for person, role in people.items()]
+    (door / "SPLITS.tsv").write_text(
+        "identity\trole\tenrol_files\n" + "".join("\t".join(row) + "\n" for row in rows)
+    )
+    chips = tmp_path / "chips"
+    assert write_chips(door, chips, pipeline) == 1  # the blank image
+    size = pipeline.embedder.spec.chip_size
+    written = sorted(path.relative_to(chips).as_posix() for path in chips.rglob("*.png"))
+    assert written == ["Abdullah/a.png"] + [
+        f"Ai_Sugiyama/Ai_Sugiyama_000{n}.png" for n in (1, 2, 3, 4)
+    ]
+    assert read_image(chips / "Abdullah" / "a.png").shape == (size, size, 3)
+    with open(chips / "SPLITS.tsv", newline="") as table:
+        splits = {row["identity"]: row for row in csv.DictReader(table, delimiter="\t")}
+    assert set(splits) == {"Ai_Sugiyama", "Abdullah"}  # the train people are not part of the door
+    assert splits["Ai_Sugiyama"]["enrol_files"] == enrol.replace(".jpg", ".png")

@@ -1,10 +1,13 @@
 """face-train: a few steps on real AT&T faces with a small backbone (the loss falls, the event
 files hold the monitored tags, the saved model embeds under its own id), Ctrl-C and resume,
-two logical CPU devices under MirroredStrategy, P x K batches, and bad input."""
+two logical CPU devices under MirroredStrategy, two worker processes under
+MultiWorkerMirroredStrategy, P x K batches, and bad input."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -24,12 +27,18 @@ from apps.face_access.models import DLIB, trained_spec
 from apps.face_access.store import FaceStore
 from apps.face_access.train_cli import main as face_train
 from apps.face_access.training import STATE_FILE, pk_batches, train
+from shared.backbones.layers import LocalResponseNormalization
+from shared.images import write_image
 
 
-def small_task(mining: str = "semi_hard") -> FaceEmbeddingTask:
-    """A task around a small CNN: the training machinery at a fraction of dlib's cost."""
+def small_task(mining: str = "semi_hard", own_layer: bool = False) -> FaceEmbeddingTask:
+    """A task around a small CNN: the training machinery at a fraction of dlib's cost.
+    ``own_layer``: with an LRN layer, one of the project's own (as in nn4.small2), which a
+    process loading the file must know."""
     inputs = keras.Input((150, 150, 3))
     x = layers.AveragePooling2D(5)(inputs)  # 30x30
+    if own_layer:
+        x = LocalResponseNormalization()(x)
     for filters in (16, 32):
         x = layers.Conv2D(filters, 3, strides=2, use_bias=False)(x)
         x = layers.BatchNormalization()(x)
@@ -218,7 +227,8 @@ def test_mirrored_strategy_on_two_logical_cpu_devices(tmp_path, att_chips):
         import json, sys
         import numpy as np
         from pathlib import Path
-        from apps.face_access.training import split_cpu, train
+        from apps.face_access.training import train
+        from shared.distribute import split_cpu
         split_cpu(2)  # before TensorFlow touches a device
         sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
         from test_face_train import small_task
@@ -265,8 +275,26 @@ def test_a_keras_file_is_a_trained_spec_only_if_face_train_saved_it(tmp_path):
     from apps.face_access.models import resolve_model
     from shared.errors import InputError
 
-    task = small_task()
+    task = small_task(own_layer=True)
     task.save(tmp_path / "face.keras")
+    # A fresh process (as face-check is) loads it: the backbone's own layers get registered.
+    script = (
+        "import sys, numpy as np; from pathlib import Path\n"
+        "from apps.face_access.embedding import FaceEmbedder\n"
+        "from apps.face_access.models import resolve_model\n"
+        "spec, path = resolve_model(Path(sys.argv[1]))\n"
+        "embedder = FaceEmbedder(spec, path, runtime='tensorflow')\n"
+        "vectors = embedder.embed(np.zeros((2, 150, 150, 3), np.uint8))\n"
+        "print(spec.model_id, vectors.shape)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "face.keras")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == [task.model_id, "(2,", "16)"]
     spec, path = resolve_model(tmp_path / "face.keras")
     assert path == tmp_path / "face.keras" and spec.model_id == task.model_id
     assert spec.threshold is None  # never validated: the database must supply one
@@ -289,3 +317,64 @@ def test_a_keras_file_is_a_trained_spec_only_if_face_train_saved_it(tmp_path):
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
     with pytest.raises(InputError, match=r"broken\.keras: not a face model saved by face-train"):
         resolve_model(tmp_path / "broken.keras")
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports nothing listens on now (held open together, so they differ)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for handle in sockets:
+        handle.bind(("localhost", 0))
+    ports = [handle.getsockname()[1] for handle in sockets]
+    for handle in sockets:
+        handle.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multi_worker_training_on_two_local_processes(tmp_path, offline_weights):
+    """face-train --strategy multi-worker: two worker processes on this machine, the cluster
+    in TF_CONFIG. Both finish, and their models are the same: every update used the gradients
+    of both workers' batches."""
+    rng = np.random.default_rng(0)
+    for role, people, photos in (("train", 4, 3), ("val", 2, 2)):
+        for person in range(people):
+            folder = tmp_path / role / f"{role}{person}"
+            folder.mkdir(parents=True)
+            for number in range(photos):
+                crop = rng.integers(0, 256, (112, 112, 3), np.uint8)
+                write_image(folder / f"{number}.png", crop)
+    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+    workers = []
+    for index in range(2):
+        task = {"type": "worker", "index": index}
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": task})}
+        arguments = [str(tmp_path / "train"), "--val", str(tmp_path / "val"), "--aligned"]
+        arguments += ["--backbone", "nn4.small2", "--people", "4", "--photos", "2"]
+        arguments += ["--epochs", "1", "--steps-per-epoch", "2", "--no-augment", "--json"]
+        arguments += ["--strategy", "multi-worker", "-o", str(tmp_path / f"w{index}.keras")]
+        command = "from apps.face_access.train_cli import main; main()"
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-c", command, *arguments],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        )
+    try:
+        finished = [worker.communicate(timeout=600) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    for worker, (out, err) in zip(workers, finished, strict=True):
+        assert worker.returncode == 0, err[-3000:]
+        report = json.loads(out.strip().splitlines()[-1])
+        assert report["replicas"] == 2 and report["epochs_run"] == 1
+        # Two people per replica: triplets to learn from on every replica.
+        assert report["history"]["loss"][0] > 0 and report["history"]["negative_distance"][0] > 0
+    first, second = (
+        keras.models.load_model(tmp_path / f"w{index}.keras", compile=False) for index in (0, 1)
+    )
+    for mine, theirs in zip(first.trainable_weights, second.trainable_weights, strict=True):
+        np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), atol=1e-6)

@@ -268,7 +268,8 @@ def test_ctrl_c_saves_the_best_image_so_far_and_says_where(
 def test_numeric_options_out_of_range_name_the_flag(pictures, flag, value):
     good, _, _ = pictures
     code, lines = _run(good, good, flag, value)
-    assert code == 2 and f"Invalid value for '{flag}'" in lines[-1]
+    assert code == 2 and lines == [lines[0]]  # one line, no usage block
+    assert lines[0].startswith(f"error: Invalid value for '{flag}'")
 
 
 def test_vgg19_weights_are_found_in_the_keras_cache_then_the_weights_folder(tmp_path, monkeypatch):
