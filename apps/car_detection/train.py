@@ -37,6 +37,7 @@ import keras
 import numpy as np
 
 from apps.car_detection.datasets import Dataset, Sample, class_key
+from apps.car_detection.results import Detection
 from apps.car_detection.yolo import YoloTask, encode_targets, kmeans_anchors, load_task
 from shared.distribute import distribution_strategy
 from shared.errors import InputError
@@ -46,7 +47,8 @@ from shared.images import read_image
 CHECKPOINT_BEST = "best.keras"
 CHECKPOINT_LAST = "last.keras"
 STATE_FILE = "state.json"
-PSEUDO_LABEL_CONF = 0.5
+PSEUDO_LABEL_CONF = 0.5  # pseudo-labels at or above this score are objects
+PSEUDO_LABEL_UNSURE = 0.1  # ... between this and PSEUDO_LABEL_CONF, ignored regions
 
 
 @dataclass
@@ -332,10 +334,8 @@ class DetectionBatches(keras.utils.PyDataset):
             self.order = self.rng.permutation(len(self.samples))
 
 
-def pseudo_label(
-    task: YoloTask, folder: Path | str, conf: float = PSEUDO_LABEL_CONF
-) -> list[Sample]:
-    """Samples from unlabelled images, labelled by the starting model's confident detections.
+def pseudo_label(task: YoloTask, folder: Path | str) -> list[Sample]:
+    """Samples from unlabelled images, labelled by the starting model's detections.
 
     Mixed into training they keep the pretrained behaviour on the kind of footage the labelled
     set lacks (road scenes), a guard against forgetting.
@@ -346,22 +346,28 @@ def pseudo_label(
     images = list_images(folder)
     if not images:
         raise InputError(f"{folder}: no images to pseudo-label")
-    detector = YoloDetector(task.detection_network(), task.names, conf=conf)
+    detector = YoloDetector(task.detection_network(), task.names, conf=PSEUDO_LABEL_UNSURE)
     samples = []
     for start in range(0, len(images), 8):
         paths = images[start : start + 8]
         frames = [read_image(path) for path in paths]
         for path, frame, found in zip(paths, frames, detector.detect(frames), strict=True):
-            height, width = frame.shape[:2]
-            boxes = np.array([d.box for d in found], dtype=np.float64).reshape(-1, 4) / [
-                width,
-                height,
-                width,
-                height,
-            ]
-            classes = np.array([d.class_id for d in found], dtype=np.int64)
-            samples.append(Sample(path, boxes, classes, np.zeros(len(classes), dtype=bool)))
+            samples.append(pseudo_sample(path, frame.shape, found))
     return samples
+
+
+def pseudo_sample(path: Path, shape: tuple[int, ...], found: list[Detection]) -> Sample:
+    """One pseudo-labelled image: detections at ``PSEUDO_LABEL_CONF`` or above are objects; weaker
+    ones are ignored, neither object nor background.
+
+    Taught as background, the weak ones (mostly small, distant cars) lose their scores in the
+    fine-tuned model, which is the forgetting this guard is there to prevent.
+    """
+    height, width = shape[:2]
+    boxes = np.array([d.box for d in found], dtype=np.float64).reshape(-1, 4)
+    classes = np.array([d.class_id for d in found], dtype=np.int64)
+    unsure = np.array([d.score < PSEUDO_LABEL_CONF for d in found], dtype=bool)
+    return Sample(path, boxes / [width, height, width, height], classes, unsure)
 
 
 # --- schedule and callbacks -----------------------------------------------------------------

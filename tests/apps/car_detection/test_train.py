@@ -22,7 +22,8 @@ from apps.car_detection.cli import main as detect_cars
 from apps.car_detection.darknet import plan_network
 from apps.car_detection.datasets import open_dataset
 from apps.car_detection.decode import select_detections
-from apps.car_detection.train import TrainSettings, export, train
+from apps.car_detection.results import Detection
+from apps.car_detection.train import TrainSettings, export, pseudo_sample, train
 from apps.car_detection.train_cli import main as train_command
 from apps.car_detection.yolo import load_task
 from shared.images import write_image
@@ -236,6 +237,19 @@ def test_tflite_export_gives_the_same_detections(tmp_path, tiny_model, tiny_data
     assert mine.class_ids.tolist() == lite.class_ids.tolist()
     saved = export(tmp_path / "best.keras", "savedmodel")
     assert (saved / "saved_model.pb").is_file()
+
+
+def test_pseudo_labels_teach_confident_detections_and_ignore_weak_ones():
+    found = [
+        Detection("car", 2, 0.9, (100.0, 50.0, 300.0, 150.0)),
+        Detection("car", 2, 0.2, (10.0, 20.0, 30.0, 40.0)),  # a small far car: not background
+    ]
+    sample = pseudo_sample(Path("frame.jpg"), (200, 400, 3), found)
+    assert sample.boxes.tolist() == [[0.25, 0.25, 0.75, 0.75], [0.025, 0.1, 0.075, 0.2]]
+    assert sample.classes.tolist() == [2, 2]
+    assert sample.ignore.tolist() == [False, True]
+    empty = pseudo_sample(Path("frame.jpg"), (200, 400, 3), [])
+    assert empty.boxes.shape == (0, 4) and len(empty.classes) == len(empty.ignore) == 0
 
 
 def test_bad_training_input_is_one_line(tmp_path, tiny_dataset):
