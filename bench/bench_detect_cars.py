@@ -69,7 +69,7 @@ def opencv_child(args: argparse.Namespace, output: Path) -> dict:
     import cv2
     import numpy as np
 
-    from shared.video import FOURCC_BY_SUFFIX
+    from shared.video import FOURCCS_BY_SUFFIX
 
     folder = SHARED / "weights/yolo-fastest"
     net = cv2.dnn.readNetFromDarknet(str(folder / f"{MODEL}.cfg"), str(folder / f"{MODEL}.weights"))
@@ -98,8 +98,10 @@ def opencv_child(args: argparse.Namespace, output: Path) -> dict:
     _, first = capture.read()
     capture.release()
     forward(first)  # OpenCV allocates on the first forward
-    fourcc = cv2.VideoWriter_fourcc(*FOURCC_BY_SUFFIX[".mp4"])
-    writer = cv2.VideoWriter(str(output), fourcc, fps, (width, height))
+    for code in FOURCCS_BY_SUFFIX[".mp4"]:  # the codec detect-cars ends up with
+        writer = cv2.VideoWriter(str(output), cv2.VideoWriter_fourcc(*code), fps, (width, height))
+        if writer.isOpened():
+            break
     started, cpu = time.perf_counter(), _cpu_seconds()
     frames = 0
     for frame in _decoded_frames(args.video, args.repeat):
@@ -157,8 +159,17 @@ def _child(kind: str, args: argparse.Namespace) -> dict:
 def _startup_seconds(image: Path, folder: Path) -> float:
     started = time.perf_counter()
     subprocess.run(
-        # What the detect-cars command runs, with this interpreter (no PATH lookup).
-        [sys.executable, "-m", "apps.car_detection.cli", str(image), "-o", str(folder / "a.jpg")],
+        # What the detect-cars command runs, with this interpreter (no PATH lookup); every
+        # round writes the same output again.
+        [
+            sys.executable,
+            "-m",
+            "apps.car_detection.cli",
+            str(image),
+            "-o",
+            str(folder / "a.jpg"),
+            "--exist-ok",
+        ],
         check=True,
         capture_output=True,
     )
