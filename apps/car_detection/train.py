@@ -39,7 +39,7 @@ import numpy as np
 from apps.car_detection.datasets import Dataset, Sample, class_key
 from apps.car_detection.results import Detection
 from apps.car_detection.yolo import YoloTask, encode_targets, kmeans_anchors, load_task
-from shared.distribute import distribution_strategy
+from shared.distribute import distribution_strategy, fit_scope, worker_index
 from shared.errors import InputError
 from shared.files import atomic_output
 from shared.images import read_image
@@ -577,7 +577,10 @@ def fit_phases(
             task.compile(
                 optimizer=keras.optimizers.Adam(schedule, clipnorm=10.0), jit_compile=False
             )
-        task.fit(train_batches, epochs=last, initial_epoch=start, callbacks=callbacks, verbose=0)
+        with fit_scope(task, strategy):
+            task.fit(
+                train_batches, epochs=last, initial_epoch=start, callbacks=callbacks, verbose=0
+            )
         if task.stop_training:
             return
 
@@ -642,7 +645,13 @@ def train(
         samples += [Sample(s.image, s.boxes, s.classes + offset, s.ignore) for s in extra]
         pseudo_map += list(range(task.num_classes))
     batches = DetectionBatches(
-        samples, pseudo_map, task, settings.batch, settings.augment, settings.seed
+        samples,
+        pseudo_map,
+        task,
+        settings.batch,
+        settings.augment,
+        # Each worker of a multi-worker run draws its own batches.
+        settings.seed + 1000 * worker_index(distribution),
     )
     writer = tf.summary.create_file_writer(str(logdir)) if logdir else None
     callbacks = [EpochEnd(task, valid_set, mapping, out, state, settings, writer, on_epoch)]
