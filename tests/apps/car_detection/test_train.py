@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ from apps.car_detection.train import TrainSettings, export, pseudo_sample, train
 from apps.car_detection.train_cli import main as train_command
 from apps.car_detection.yolo import load_task
 from shared.images import write_image
+from tests.multi_worker import run_local_workers
 
 TINY_CFG = """[net]
 width=64
@@ -328,37 +328,16 @@ def test_multi_worker_training_on_two_local_processes(tmp_path, tiny_model, tiny
     Both finish, and their models are the same although each worker drew its own augmented
     batches: every update used both workers' gradients."""
     cfg, weights, names = tiny_model
-    sockets = [socket.socket() for _ in range(2)]
-    for handle in sockets:
-        handle.bind(("localhost", 0))
-    cluster = {"worker": [f"localhost:{handle.getsockname()[1]}" for handle in sockets]}
-    for handle in sockets:
-        handle.close()
-    workers = []
-    for index in range(2):
-        tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+    def arguments_of(index: int) -> list[str]:
         arguments = [str(tiny_dataset), "--cfg", str(cfg), "--weights", str(weights)]
         arguments += ["--names", str(names), "--strategy", "multi-worker", "--epochs", "2"]
         arguments += ["--freeze-epochs", "1", "--batch", "4", "--json"]
-        arguments += ["-o", str(tmp_path / f"w{index}")]
-        command = "from apps.car_detection.train_cli import main; main()"
-        workers.append(
-            subprocess.Popen(
-                [sys.executable, "-c", command, *arguments],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
-        )
-    try:
-        finished = [worker.communicate(timeout=600) for worker in workers]
-    finally:
-        for worker in workers:
-            worker.kill()
-    for worker, (out, err) in zip(workers, finished, strict=True):
-        assert worker.returncode == 0, err[-3000:]
+        return [*arguments, "-o", str(tmp_path / f"w{index}")]
+
+    command = "from apps.car_detection.train_cli import main; main()"
+    for returncode, out, err in run_local_workers(command, arguments_of):
+        assert returncode == 0, err[-3000:]
         result = json.loads(out.strip().splitlines()[-1])
         assert result["replicas"] == 2 and result["epochs"] == 2
     first, second = (load_task(tmp_path / f"w{index}" / "last.keras") for index in (0, 1))

@@ -6,8 +6,6 @@ MultiWorkerMirroredStrategy, P x K batches, and bad input."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -29,6 +27,7 @@ from apps.face_access.train_cli import main as face_train
 from apps.face_access.training import STATE_FILE, pk_batches, train
 from shared.backbones.layers import LocalResponseNormalization
 from shared.images import write_image
+from tests.multi_worker import run_local_workers
 
 
 def small_task(mining: str = "semi_hard", own_layer: bool = False) -> FaceEmbeddingTask:
@@ -319,17 +318,6 @@ def test_a_keras_file_is_a_trained_spec_only_if_face_train_saved_it(tmp_path):
         resolve_model(tmp_path / "broken.keras")
 
 
-def _free_ports(count: int) -> list[int]:
-    """Ports nothing listens on now (held open together, so they differ)."""
-    sockets = [socket.socket() for _ in range(count)]
-    for handle in sockets:
-        handle.bind(("localhost", 0))
-    ports = [handle.getsockname()[1] for handle in sockets]
-    for handle in sockets:
-        handle.close()
-    return ports
-
-
 @pytest.mark.slow
 def test_multi_worker_training_on_two_local_processes(tmp_path, offline_weights):
     """face-train --strategy multi-worker: two worker processes on this machine, the cluster
@@ -343,32 +331,16 @@ def test_multi_worker_training_on_two_local_processes(tmp_path, offline_weights)
             for number in range(photos):
                 crop = rng.integers(0, 256, (112, 112, 3), np.uint8)
                 write_image(folder / f"{number}.png", crop)
-    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
-    workers = []
-    for index in range(2):
-        task = {"type": "worker", "index": index}
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": task})}
+
+    def arguments_of(index: int) -> list[str]:
         arguments = [str(tmp_path / "train"), "--val", str(tmp_path / "val"), "--aligned"]
         arguments += ["--backbone", "nn4.small2", "--people", "4", "--photos", "2"]
         arguments += ["--epochs", "1", "--steps-per-epoch", "2", "--no-augment", "--json"]
-        arguments += ["--strategy", "multi-worker", "-o", str(tmp_path / f"w{index}.keras")]
-        command = "from apps.face_access.train_cli import main; main()"
-        workers.append(
-            subprocess.Popen(
-                [sys.executable, "-c", command, *arguments],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
-        )
-    try:
-        finished = [worker.communicate(timeout=600) for worker in workers]
-    finally:
-        for worker in workers:
-            worker.kill()
-    for worker, (out, err) in zip(workers, finished, strict=True):
-        assert worker.returncode == 0, err[-3000:]
+        return [*arguments, "--strategy", "multi-worker", "-o", str(tmp_path / f"w{index}.keras")]
+
+    command = "from apps.face_access.train_cli import main; main()"
+    for returncode, out, err in run_local_workers(command, arguments_of):
+        assert returncode == 0, err[-3000:]
         report = json.loads(out.strip().splitlines()[-1])
         assert report["replicas"] == 2 and report["epochs_run"] == 1
         # Two people per replica: triplets to learn from on every replica.
