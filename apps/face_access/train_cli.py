@@ -131,9 +131,17 @@ folder_type = click.Path(exists=True, file_okay=False, path_type=Path)
     "--patience",
     default=3,
     show_default=True,
-    help="Stop after this many epochs without a better validation TAR.",
+    help="Stop after this many epochs without a better validation figure.",
 )
 @click.option("--far", default=1e-3, show_default=True, help="FAR of the validation TAR.")
+@click.option(
+    "--select-by",
+    type=click.Choice(["tar", "auc"]),
+    default="tar",
+    show_default=True,
+    help="Validation figure that picks the best epoch and stops training: TAR@FAR, or AUC "
+    "(steadier while TAR is near zero, e.g. from scratch).",
+)
 @_folder("--logdir", "TensorBoard folder.")
 @_folder("--checkpoints", "Checkpoint folder [default: OUTPUT's name + _checkpoints].")
 @click.option("--resume", is_flag=True, help="Carry on from the checkpoint folder.")
@@ -170,6 +178,7 @@ def main(
     learning_rate,
     patience,
     far,
+    select_by,
     logdir,
     checkpoints,
     resume,
@@ -226,6 +235,7 @@ def main(
         learning_rate=learning_rate,
         patience=patience,
         far=far,
+        select_by={"tar": "tar_at_far", "auc": "auc"}[select_by],
         logdir=logdir,
         resume=resume,
         strategy=distribution,

@@ -24,7 +24,7 @@ from apps.face_access.face_model import FaceEmbeddingTask, new_model_id
 from apps.face_access.models import DLIB, trained_spec
 from apps.face_access.store import FaceStore
 from apps.face_access.train_cli import main as face_train
-from apps.face_access.training import STATE_FILE, pk_batches, train
+from apps.face_access.training import STATE_FILE, VerificationMonitor, pk_batches, train
 from shared.backbones.layers import LocalResponseNormalization
 from shared.images import write_image
 from tests.multi_worker import run_local_workers
@@ -196,6 +196,39 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(att_chips, tmp_path):
     assert resumed.model_id == report.model_id  # the same model, carried on
     assert len(resumed.history["loss"]) == 2
     assert json.loads((tmp_path / "ckpt" / STATE_FILE).read_text()) == {"epochs_done": 3}
+
+
+class ScriptedMonitor(VerificationMonitor):
+    """The monitor's choice of epoch, on validation figures given in advance."""
+
+    def __init__(self, figures, **kwargs):
+        super().__init__(np.zeros((2, 4, 4, 3)), [0, 1], ["a", "b"], far=1e-3, output=None, **kwargs)
+        self.script = iter(figures)
+
+    def measure(self):
+        return {**next(self.script), "threshold": 1.0}
+
+
+@pytest.mark.parametrize(("select_by", "best_epoch"), [("tar_at_far", 1), ("auc", 2)])
+def test_the_best_epoch_is_chosen_by_the_selected_validation_figure(select_by, best_epoch):
+    figures = [  # TAR near zero jumps about while AUC climbs, as from scratch
+        {"tar_at_far": 0.0, "auc": 0.60},
+        {"tar_at_far": 0.014, "auc": 0.68},
+        {"tar_at_far": 0.004, "auc": 0.77},
+        {"tar_at_far": 0.004, "auc": 0.70},
+    ]
+    monitor = ScriptedMonitor(figures, select_by=select_by)
+    model = keras.Sequential([keras.Input((2,)), layers.Dense(1)])
+    model.compile(optimizer="adam")
+    monitor.set_model(model)
+    monitor.on_train_begin()
+    for epoch in range(3):
+        logs = {}
+        monitor.on_epoch_end(epoch, logs)
+        assert logs["val_auc"] == figures[epoch + 1]["auc"]  # what EarlyStopping reads
+    assert monitor.best_epoch == best_epoch
+    with pytest.raises(ValueError, match="select_by"):
+        ScriptedMonitor(figures, select_by="tar")
 
 
 def test_pk_batches_hold_p_people_with_k_photos_each():
