@@ -202,7 +202,8 @@ class ScriptedMonitor(VerificationMonitor):
     """The monitor's choice of epoch, on validation figures given in advance."""
 
     def __init__(self, figures, **kwargs):
-        super().__init__(np.zeros((2, 4, 4, 3)), [0, 1], ["a", "b"], far=1e-3, output=None, **kwargs)
+        chips, labels, names = np.zeros((2, 4, 4, 3)), [0, 1], ["a", "b"]
+        super().__init__(chips, labels, names, far=1e-3, output=None, **kwargs)
         self.script = iter(figures)
 
     def measure(self):
