@@ -205,14 +205,19 @@ def build_task(
     return FaceEmbeddingTask(network, preprocessing, new_model_id(backbone), mining, margin)
 
 
-def load_task(path: str | Path) -> FaceEmbeddingTask:
-    """A task saved by ``face-train`` (a ``.keras`` file), or InputError naming the file."""
-    # The backbones' own layers (LRN and L2 pooling in nn4.small2, dlib's folded blocks) are
-    # registered with Keras when their modules are imported: a fresh process must import
-    # them before loading.
+def register_backbone_layers() -> None:
+    """Make the backbones' own layers known to Keras, as loading a saved task needs.
+
+    They (LRN and L2 pooling in nn4.small2, dlib's folded blocks) are registered when their
+    modules are imported, which a fresh process (face-check, face-train --resume) has not done.
+    """
     import shared.backbones.dlib_resnet
     import shared.backbones.layers  # noqa: F401
 
+
+def load_task(path: str | Path) -> FaceEmbeddingTask:
+    """A task saved by ``face-train`` (a ``.keras`` file), or InputError naming the file."""
+    register_backbone_layers()
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such model file")

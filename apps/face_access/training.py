@@ -243,6 +243,9 @@ def resume_point(folder: Path):
         raise InputError(
             f"{folder}: no checkpoint to resume from ({CHECKPOINT_FILE}, {STATE_FILE})"
         )
+    from apps.face_access.face_model import register_backbone_layers
+
+    register_backbone_layers()
     state = json.loads(state_path.read_text())
     return keras.models.load_model(model_path), int(state["epochs_done"])
 

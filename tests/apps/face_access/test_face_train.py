@@ -24,7 +24,13 @@ from apps.face_access.face_model import FaceEmbeddingTask, new_model_id
 from apps.face_access.models import DLIB, trained_spec
 from apps.face_access.store import FaceStore
 from apps.face_access.train_cli import main as face_train
-from apps.face_access.training import STATE_FILE, VerificationMonitor, pk_batches, train
+from apps.face_access.training import (
+    STATE_FILE,
+    EpochCheckpoint,
+    VerificationMonitor,
+    pk_batches,
+    train,
+)
 from shared.backbones.layers import LocalResponseNormalization
 from shared.images import write_image
 from tests.multi_worker import run_local_workers
@@ -328,6 +334,26 @@ def test_a_keras_file_is_a_trained_spec_only_if_face_train_saved_it(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == [task.model_id, "(2,", "16)"]
+    # and resumes training from its checkpoint (it failed there on nn4.small2's LRN layer).
+    checkpoints = tmp_path / "ckpt"
+    task.compile(optimizer="adam")
+    saver = EpochCheckpoint(checkpoints)
+    saver.set_model(task)
+    saver.save(4)
+    resume = (
+        "import sys; from pathlib import Path\n"
+        "from apps.face_access.training import resume_point\n"
+        "task, epochs_done = resume_point(Path(sys.argv[1]))\n"
+        "print(task.model_id, epochs_done)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", resume, str(checkpoints)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == [task.model_id, "4"]
     spec, path = resolve_model(tmp_path / "face.keras")
     assert path == tmp_path / "face.keras" and spec.model_id == task.model_id
     assert spec.threshold is None  # never validated: the database must supply one
