@@ -41,18 +41,6 @@ NMS_THRESHOLD = 0.3
 # and the chip is cut from the full-resolution image. A face at a door fills much of the
 # frame, far above YuNet's ~10 px minimum at this scale.
 MAX_DETECTION_SIDE = 320
-# Images larger than that are first looked at with a quarter of those pixels (COARSE_SIDE).
-# Where every face found there spans at least COARSE_MIN_FACE pixels, its landmarks are
-# precise enough for the 112-pixel chip and the coarse result stands; otherwise (no face, or
-# a small one whose landmarks would be a pixel or two off in the chip) the image is detected
-# again at MAX_DETECTION_SIDE. A door photo thus costs YuNet a quarter of its time; a
-# background face under ~COARSE_SIDE / 16 of the image width is not seen when a large face
-# is (at MAX_DETECTION_SIDE those under ~1/32 were not seen before either). Its price, measured
-# with SFace on the 1,368 CelebA train+val photos (199 of the 1,170 over 320 px go coarse):
-# ten-fold 0.953 -> 0.949, TAR@1e-3 0.869 -> 0.867, door TAR 221 -> 220 of 271 with no wrong
-# person or impostor either way; a 200-px look (faces >= 64 px) was no better (0.866, 218).
-COARSE_SIDE = 160
-COARSE_MIN_FACE = 56
 
 # YuNet's landmarks as fractions of a Haar box (x from its left, y from its top), in YuNet
 # order: eye on the image's left, eye on the image's right, nose tip, mouth corner on the
@@ -107,18 +95,8 @@ class FaceDetector:
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """All faces in ``rgb`` (HxWx3 uint8), highest score first."""
-        longest = max(rgb.shape[:2])
-        if longest > MAX_DETECTION_SIDE:
-            faces = self._detect_at(rgb, COARSE_SIDE)
-            smallest = min((face.size for face in faces), default=0.0) * COARSE_SIDE / longest
-            if smallest >= COARSE_MIN_FACE:
-                return faces
-        return self._detect_at(rgb, MAX_DETECTION_SIDE)
-
-    def _detect_at(self, rgb: np.ndarray, side: int) -> list[Face]:
-        """The faces YuNet (or Haar) finds in ``rgb`` shrunk to ``side`` pixels at most."""
         height, width = rgb.shape[:2]
-        shrink = min(1.0, side / max(height, width))
+        shrink = min(1.0, MAX_DETECTION_SIDE / max(height, width))
         small = rgb
         if shrink < 1.0:
             size = (max(1, round(width * shrink)), max(1, round(height * shrink)))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import shared.weights
-from apps.face_access.detection import COARSE_SIDE, FaceDetector
+from apps.face_access.detection import FaceDetector
 from shared.errors import WeightsError
 from shared.images import read_image
 
@@ -60,25 +60,6 @@ def test_large_images_are_shrunk_for_detection_but_answered_in_original_pixels(y
     # (up to ~6 % of the face here); a wrong scale or border offset would be off by 100s of px.
     assert np.abs(big.landmarks - expected).max() < 0.08 * big.size
     assert 3.5 < big.size / small.size < 4.5
-
-
-@pytest.mark.parametrize(("face_side", "sides"), [(440, [COARSE_SIDE]), (96, [COARSE_SIDE, 320])])
-def test_a_large_photo_is_looked_at_coarsely_first(yunet, data_dir, monkeypatch, face_side, sides):
-    """A face big enough at COARSE_SIDE is taken from there; a smaller one is looked for again
-    at full detection size, where its landmarks are sharper."""
-    rgb = read_image(data_dir / "faces" / "happy_house" / "images" / "camera_0.jpg")
-    photo = np.full((480, 640, 3), 90, np.uint8)
-    photo[20 : 20 + face_side, 100 : 100 + face_side] = cv2.resize(rgb, (face_side, face_side))
-    looked_at = []
-    detect_at = yunet._detect_at
-    monkeypatch.setattr(
-        yunet, "_detect_at", lambda image, side: looked_at.append(side) or detect_at(image, side)
-    )
-    (face,) = yunet.detect(photo)
-    assert looked_at == sides
-    _check_face(face, 640, 480)
-    (fine,) = detect_at(photo, 320)  # as before the coarse look existed
-    assert np.abs(face.landmarks - fine.landmarks).max() < 0.08 * fine.size
 
 
 def test_explicit_missing_model_is_an_error(tmp_path):
