@@ -7,17 +7,33 @@ Boxes are ``[x1, y1, x2, y2]`` in the original frame's pixels.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from apps.car_detection.catalogue import read_class_names
 from shared.images import draw_boxes, draw_polyline, track_colour
 
 CSV_HEADER = ("frame", "time", "image", "label", "class_id", "score", "x1", "y1", "x2", "y2")
 TRACKED_CSV_HEADER = (*CSV_HEADER, "track")
 """With ``--track``: the track id in a last column."""
+
+
+@functools.cache
+def _coco_ids() -> dict[str, int]:
+    return {name: index for index, name in enumerate(read_class_names())}
+
+
+def colour_key(label: str) -> int | str:
+    """What a class's colour follows: its COCO id where it is a COCO class, else its name.
+
+    So a car is drawn in one colour by every model, the pretrained one (car = class 2) and
+    one fine-tuned on four vehicle classes (car = class 0) alike.
+    """
+    return _coco_ids().get(label, label)
 
 
 @dataclass(frozen=True)
@@ -115,7 +131,7 @@ class FrameResult:
                 + f"{detection.label} {detection.score:.2f}"
                 for detection in weakest_first
             ],
-            colour_keys=[detection.class_id for detection in weakest_first],
+            colour_keys=[colour_key(detection.label) for detection in weakest_first],
         )
         for track, points in self.trails.items():
             draw_polyline(canvas, points, track_colour(track))

@@ -22,6 +22,12 @@ def test_a_class_keeps_its_colour_whatever_the_score():
     truck = FrameResult(1, 0.1, None, [Detection("truck", 7, 0.93, box)]).draw(image)
     assert edge_colour(strong, box) == edge_colour(weak, box) == class_colour(2)
     assert edge_colour(truck, box) != edge_colour(strong, box)
+    # A model fine-tuned on four vehicle classes numbers car 0: it is still drawn as a car.
+    tuned = FrameResult(0, 0.0, None, [Detection("car", 0, 0.93, box)]).draw(image)
+    assert edge_colour(tuned, box) == class_colour(2)
+    # A class COCO does not have keeps a colour of its own name.
+    van = FrameResult(0, 0.0, None, [Detection("van", 0, 0.93, box)]).draw(image)
+    assert edge_colour(van, box) == class_colour("van") != class_colour(0)
 
 
 def test_the_best_box_is_drawn_on_top():
