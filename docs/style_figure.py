@@ -11,9 +11,11 @@ reduced to 256 colours so that it stays small enough to keep in the repository.
     python docs/style_figure.py \\
         --row ../shared/data/style/neural_style_inputs/tubingen.jpg \\
               ../shared/data/style/neural_style_inputs/starry_night.jpg starry.keras \\
+        --row ../shared/data/style/dlai_nst/images/louvre.jpg \\
+              ../shared/data/style/neural_style_inputs/starry_night.jpg starry.keras \\
         --row ../shared/data/cars/driveai/images/0100.jpg \\
               ../shared/data/style/neural_style_inputs/the_scream.jpg scream.keras \\
-        -o docs/style_transfer.png
+        --size 256 --iterations 100 -o docs/style_transfer.png
 """
 
 from __future__ import annotations

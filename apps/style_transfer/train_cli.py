@@ -72,7 +72,8 @@ Examples:
     "--style-weight",
     DEFAULTS.weights.style,
     _NOT_NEGATIVE,
-    "As stylize's; a network needs less than one image (10 for Starry Night, 3 for The Scream).",
+    "Same scale as stylize's, where one image takes 100; a network needs far less (3 for "
+    "The Scream).",
 )
 @checked_option("--tv-weight", DEFAULTS.weights.tv, _NOT_NEGATIVE)
 @checked_option(
