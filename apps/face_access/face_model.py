@@ -1,15 +1,18 @@
 """A trainable face embedder: the task model ``face-train`` fits and the other commands load.
 
 ``FaceEmbeddingTask`` follows keras-hub's task shape: one ``keras.Model`` that owns its
-preprocessing (aligned 150x150 RGB chips in, whatever its backbone wants inside), its
+preprocessing (aligned RGB chips in, cut as one catalogued model's: dlib's 150x150 or the
+112x112 ArcFace chip; whatever its backbone wants inside), its
 backbone, the L2 normalisation and its loss (a triplet loss with online mining from
 ``shared.losses``), so training is ``compile`` + ``fit`` and the saved ``.keras`` file is
 the whole embedder. The file carries its own ``model_id``: a database stores it with every
 embedding, so vectors of a trained model are never compared with another model's.
 
-Two starting points (``build_task``):
-- ``dlib``: dlib's face ResNet with its real weights (the door's default embedder, folded
-  inference form), fine-tuned; ``freeze_until`` keeps the layers before a named stage fixed.
+Three starting points (``build_task``):
+- ``sface``: the door's default embedder, SFace imported from its ONNX file, fine-tuned on
+  ArcFace chips; ``freeze_until`` keeps the layers before a named one fixed (``conv_10``...).
+- ``dlib``: dlib's face ResNet with its real weights (folded inference form), fine-tuned;
+  ``freeze_until`` keeps the layers before a named stage fixed.
 - ``nn4.small2``: FaceNet's Inception network (OpenFace), random initialisation, trained from
   scratch on the chips shrunk to its 96x96 input.
 
@@ -30,8 +33,10 @@ from keras import layers, ops
 from shared.errors import InputError
 from shared.losses import DEFAULT_MARGIN, TripletLoss, pairwise_squared_distances
 
-CHIP_SIZE = 150  # the pipeline's aligned chip (alignment.CHIP_SIZE), what every task takes in
-BACKBONES = ("dlib", "nn4.small2")
+BACKBONES = ("sface", "dlib", "nn4.small2")
+# The catalogued model (``models.SPECS``) whose chips each backbone learns on: the chip's
+# size, template and sampling come from there, for training and for the saved model alike.
+BACKBONE_CHIPS = {"sface": "sface", "dlib": "dlib", "nn4.small2": "dlib"}
 # dlib's input means (RGB) and scale, as shared.backbones.dlib_resnet.preprocess_input.
 _DLIB_MEANS = (122.782, 117.001, 104.298)
 _DLIB_SCALE = 256.0
@@ -43,24 +48,27 @@ class ChipPreprocessing(layers.Layer):
     """Aligned RGB chips (0-255) -> a backbone's input, inside the model.
 
     ``dlib``: subtract dlib's per-channel means, divide by 256. ``unit96``: shrink to 96x96
-    (area-like bilinear with antialiasing) and scale to [0, 1], OpenFace's input.
+    (area-like bilinear with antialiasing) and scale to [0, 1], OpenFace's input. ``raw``:
+    the pixels as floats (SFace's graph scales them itself).
     """
 
     def __init__(self, mode: str, **kwargs):
         super().__init__(**kwargs)
-        if mode not in ("dlib", "unit96"):
+        if mode not in ("dlib", "unit96", "raw"):
             raise ValueError(f"unknown chip preprocessing {mode!r}")
         self.mode = mode
 
     def call(self, chips):
         chips = ops.cast(chips, "float32")
+        if self.mode == "raw":
+            return chips
         if self.mode == "dlib":
             return (chips - ops.convert_to_tensor(_DLIB_MEANS)) / _DLIB_SCALE
         small = ops.image.resize(chips, (NN4_SIZE, NN4_SIZE), antialias=True)
         return small / 255.0
 
     def compute_output_shape(self, input_shape):
-        if self.mode == "dlib":
+        if self.mode in ("dlib", "raw"):
             return input_shape
         return (input_shape[0], NN4_SIZE, NN4_SIZE, input_shape[-1])
 
@@ -70,7 +78,8 @@ class ChipPreprocessing(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="convnet_apps")
 class FaceEmbeddingTask(keras.Model):
-    """Chips (N, 150, 150, 3) -> unit 128-d embeddings, trained with a mined triplet loss.
+    """Chips (N, S, S, 3) cut as ``chip``'s (a ``models.SPECS`` name) -> unit 128-d
+    embeddings, trained with a mined triplet loss.
 
     ``fit`` takes ``(chips, person_labels)`` batches made of P people x K photos. Besides
     the loss it tracks, per batch: ``active_triplets`` (the fraction of valid triplets that
@@ -86,9 +95,13 @@ class FaceEmbeddingTask(keras.Model):
         mining: str = "semi_hard",
         margin: float = DEFAULT_MARGIN,
         threshold: float | None = None,
+        chip: str = "dlib",  # files saved before there was a choice learnt on dlib's chip
         **kwargs,
     ):
-        chips = keras.Input((CHIP_SIZE, CHIP_SIZE, 3), name="chips")
+        from apps.face_access.models import SPECS
+
+        size = SPECS[chip].chip_size
+        chips = keras.Input((size, size, 3), name="chips")
         x = ChipPreprocessing(preprocessing, name="preprocessing")(chips)
         x = backbone(x)
         embeddings = layers.UnitNormalization(axis=-1, name="embedding")(x)
@@ -99,6 +112,7 @@ class FaceEmbeddingTask(keras.Model):
         self.mining = mining
         self.margin = margin
         self.threshold = threshold
+        self.chip = chip
         self.active_tracker = keras.metrics.Mean(name="active_triplets")
         self.positive_tracker = keras.metrics.Mean(name="positive_distance")
         self.negative_tracker = keras.metrics.Mean(name="negative_distance")
@@ -153,6 +167,7 @@ class FaceEmbeddingTask(keras.Model):
             "mining": self.mining,
             "margin": self.margin,
             "threshold": self.threshold,
+            "chip": self.chip,
             "name": self.name,
         }
 
@@ -174,19 +189,35 @@ def build_task(
     freeze_until: str | None = None,
     mining: str = "semi_hard",
     margin: float = DEFAULT_MARGIN,
-    weights: str | Path | None = "dlib",
+    weights: str | Path | None = "pretrained",
 ) -> FaceEmbeddingTask:
-    """A task ready to ``compile`` and ``fit``: ``dlib`` (pretrained, fine-tuned) or
-    ``nn4.small2`` (random initialisation).
+    """A task ready to ``compile`` and ``fit``: ``sface`` or ``dlib`` (pretrained,
+    fine-tuned) or ``nn4.small2`` (random initialisation).
 
     ``freeze_until``: layers of the backbone before the first one whose name starts with it
-    are not trained (dlib: ``stage3`` freezes the stem and stages 1-2; nn4.small2:
-    ``inception_4a``). ``weights``: dlib's ``.dat`` (``"dlib"``: the resolver finds it).
+    are not trained (sface: ``conv_10`` freezes the first nine blocks; dlib: ``stage3`` the
+    stem and stages 1-2; nn4.small2: ``inception_4a``). ``weights``: the pretrained file
+    (``"pretrained"``: the weights resolver finds the backbone's catalogued one; dlib also
+    takes None, random initialisation).
     """
-    if backbone == "dlib":
+    if backbone == "sface":
+        from apps.face_access.models import SFACE
+        from shared.weights import resolve_file
+
+        explicit = None if weights == "pretrained" else weights
+        network = SFACE.build(resolve_file(SFACE.catalogue, SFACE.filename, explicit))
+        # Its one batch normalisation (before the last layer) keeps the statistics it was
+        # trained with: re-estimating them from P x K batches of a few people would move
+        # every embedding.
+        for layer in network.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.trainable = False
+        preprocessing = "raw"
+    elif backbone == "dlib":
         from shared.backbones.dlib_resnet import dlib_face_resnet
 
-        network = dlib_face_resnet(weights, folded=True, name="dlib_face_resnet")
+        dlib_weights = "dlib" if weights == "pretrained" else weights
+        network = dlib_face_resnet(dlib_weights, folded=True, name="dlib_face_resnet")
         preprocessing = "dlib"
     elif backbone == "nn4.small2":
         from shared.backbones.nn4_small2 import nn4_small2
@@ -202,7 +233,14 @@ def build_task(
             raise InputError(f"--freeze-until {freeze_until}: no layer of {backbone} starts so")
         for layer in network.layers[:first]:
             layer.trainable = False
-    return FaceEmbeddingTask(network, preprocessing, new_model_id(backbone), mining, margin)
+    return FaceEmbeddingTask(
+        network,
+        preprocessing,
+        new_model_id(backbone),
+        mining,
+        margin,
+        chip=BACKBONE_CHIPS[backbone],
+    )
 
 
 def register_backbone_layers() -> None:

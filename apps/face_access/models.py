@@ -178,9 +178,6 @@ DLIB = EmbedderSpec(
 )
 SPECS = {spec.name: spec for spec in (SFACE, MOBILEFACENET, DLIB)}
 DEFAULT_MODEL = "sface"
-# face-train learns on dlib's 150x150 chip whatever the backbone (one that wants another size
-# shrinks it inside the model); its models are cut their chips the same way.
-TRAINED_CHIP = DLIB
 
 
 def spec_for_model_id(model_id: str) -> EmbedderSpec | None:
@@ -197,9 +194,10 @@ def _build_trained(path: Path):
 def trained_spec(path: Path) -> EmbedderSpec:
     """The spec of a ``face-train`` model (``.keras``), from the settings saved in the file.
 
-    face-train learns on dlib's 150x150 chip (whatever its backbone, which shrinks it inside
-    the model if it wants another size), and the model scales the pixels itself; so the spec
-    is ``TRAINED_CHIP``'s with the file's id (unique to that training run) and threshold.
+    face-train learns on the chips of the catalogued model the file names (``chip``: SFace's
+    ArcFace chip, or dlib's 150x150 one, which nn4.small2 shrinks inside the model), and the
+    model scales the pixels itself; so the spec is that model's with the file's id (unique to
+    that training run) and threshold.
     """
     import json
     import zipfile
@@ -210,12 +208,13 @@ def trained_spec(path: Path) -> EmbedderSpec:
         is_task = saved.get("class_name") == "FaceEmbeddingTask"
         settings = saved["config"]
         model_id = settings["model_id"] if is_task else None
+        base = SPECS[settings.get("chip", "dlib")] if is_task else None
     except (OSError, KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile) as err:
         raise InputError(f"{path}: not a face model saved by face-train ({err})") from None
     if not is_task:
         raise InputError(f"{path}: a Keras model, but not a face embedder saved by face-train")
     return dataclasses.replace(
-        TRAINED_CHIP,
+        base,
         name=str(path),
         model_id=model_id,
         catalogue="",
@@ -224,8 +223,8 @@ def trained_spec(path: Path) -> EmbedderSpec:
         input_mean=(0.0, 0.0, 0.0),
         input_std=(1.0, 1.0, 1.0),
         threshold=settings.get("threshold"),
-        # far_from_own_factor stays dlib's: not measured for a trained model (``evaluate
-        # FACES --enrol-rule --model X.keras`` measures it).
+        # far_from_own_factor stays the base model's: not measured for a trained model
+        # (``evaluate FACES --enrol-rule --model X.keras`` measures it).
     )
 
 

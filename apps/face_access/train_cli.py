@@ -10,7 +10,7 @@ import click
 
 from apps.face_access.cli import detector_option
 from apps.face_access.eval_cli import aligned_option, roles_list, several_option
-from apps.face_access.face_model import BACKBONES
+from apps.face_access.face_model import BACKBONE_CHIPS, BACKBONES
 from shared.cli import (
     EXIT_INTERRUPTED,
     Command,
@@ -35,20 +35,22 @@ def _folder(name: str, help_text: str):
     )
 
 
-def _chips(folders, roles, aligned, several, cache, detector_model):
-    """The aligned chips of the people of ``folders`` (of ``roles``), cut as face-train's
-    models take them (``models.TRAINED_CHIP``), read once into ``cache``."""
+def _chips(folders, roles, aligned, several, cache, detector_model, chip):
+    """The aligned chips of the people of ``folders`` (of ``roles``), cut as the catalogued
+    model ``chip`` cuts them (``face_model.BACKBONE_CHIPS``), read once into ``cache``."""
     from apps.face_access import facesets
     from apps.face_access.cli import _load_pipeline
-    from apps.face_access.models import TRAINED_CHIP
+    from apps.face_access.models import SPECS
+
+    spec = SPECS[chip]
 
     parts = []
     for folder in folders:
         chips = facesets.cached_chips(
             folder,
             # Only its detector and chip cutting are used: TensorFlow, already loaded here.
-            lambda: _load_pipeline(TRAINED_CHIP, None, detector_model, "tensorflow"),
-            layout=TRAINED_CHIP.chip_layout,
+            lambda: _load_pipeline(spec, None, detector_model, "tensorflow"),
+            layout=spec.chip_layout,
             roles=roles,
             aligned=aligned,
             several=several,
@@ -73,7 +75,7 @@ folder_type = click.Path(exists=True, file_okay=False, path_type=Path)
     epilog="Examples:\n\n"
     "  face-train ../shared/data/faces/lfw_deepfunneled ../shared/data/faces/celeba_wild_subset "
     "--roles train --val ../shared/data/faces/celeba_wild_subset --val-roles val "
-    "--several central --freeze-until stage3 --logdir runs/ft -o door-ft.keras\n\n"
+    "--several central --freeze-until conv_10 --logdir runs/ft -o door-ft.keras\n\n"
     "  face-train faces/ --val more_faces/ --backbone nn4.small2 --mining batch-hard "
     "--epochs 40 -o nn4.keras\n\n"
     "  face-train ... --resume   (after Ctrl-C: carry on from the last checkpoint)",
@@ -104,14 +106,14 @@ folder_type = click.Path(exists=True, file_okay=False, path_type=Path)
 @_choice(
     "--backbone",
     BACKBONES,
-    "dlib",
-    "dlib: fine-tune the door's pretrained embedder; nn4.small2: from scratch.",
+    "sface",
+    "sface: fine-tune the door's default embedder; dlib: the former one; nn4.small2: from scratch.",
 )
 @click.option(
     "--freeze-until",
     default=None,
     metavar="LAYER",
-    help="Keep the layers before the first named LAYER... fixed (dlib: stage3).",
+    help="Keep the layers before the first named LAYER... fixed (sface: conv_10; dlib: stage3).",
 )
 @_choice("--mining", ["batch-all", "batch-hard", "semi-hard"], "semi-hard")
 @click.option(
@@ -211,8 +213,11 @@ def main(
     distribution = distribution_strategy(strategy)
     from apps.face_access.training import train
 
-    train_chips = _chips(datasets, roles_list(roles), aligned, several, cache, detector_model)
-    val_chips = _chips(val_folders, roles_list(val_roles), aligned, several, cache, detector_model)
+    chip = BACKBONE_CHIPS[backbone]
+    train_chips = _chips(datasets, roles_list(roles), aligned, several, cache, detector_model, chip)
+    val_chips = _chips(
+        val_folders, roles_list(val_roles), aligned, several, cache, detector_model, chip
+    )
     overlap = set(train_chips.people) & set(val_chips.people)
     if overlap:
         raise InputError(

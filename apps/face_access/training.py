@@ -310,7 +310,7 @@ def train(
     strategy="default",
     augment: bool = True,
     seed: int = 0,
-    weights="dlib",
+    weights="pretrained",
     task_factory=None,
     extra_callbacks=(),
     verbose: int = 0,

@@ -18,10 +18,12 @@ from keras import layers
 
 from apps.face_access import facesets
 from apps.face_access.cli import check_command, enroll_command
+from apps.face_access.detection import FaceDetector
 from apps.face_access.embedding import FaceEmbedder
 from apps.face_access.eval_cli import main as face_eval
 from apps.face_access.face_model import FaceEmbeddingTask, new_model_id
 from apps.face_access.models import DLIB, trained_spec
+from apps.face_access.pipeline import FacePipeline
 from apps.face_access.store import FaceStore
 from apps.face_access.train_cli import main as face_train
 from apps.face_access.training import (
@@ -180,6 +182,58 @@ def test_training_lowers_the_loss_and_logs_the_tags(att_chips, tmp_path, yunet_o
     assert evaluated.exit_code == 0, evaluated.output
     figures = json.loads(evaluated.stdout)
     assert figures["model_id"] == report.model_id and figures["pairs"]["genuine_pairs"] == 12
+
+
+def test_fine_tuning_sface_on_arcface_chips(tmp_path, data_dir, yunet_onnx, sface_onnx):
+    """The door's default embedder as a starting point: learnt on its own 112x112 ArcFace
+    chips, the blocks before ``--freeze-until`` and its batch normalisation left as they were,
+    and saved as a model that cuts SFace's chips."""
+    from apps.face_access.face_model import build_task
+    from apps.face_access.models import SFACE
+
+    pipeline = FacePipeline(FaceDetector(yunet_onnx), FaceEmbedder("sface", sface_onnx))
+    root = data_dir / "faces" / "att_faces"
+    chips = facesets.align_photos(facesets.list_photos(root, ["s1", "s2", "s3", "s4"]), pipeline)
+    assert chips.chips.shape[1:] == (112, 112, 3)
+    train_rows = [i for i, p in enumerate(chips.people) if p in ("s1", "s2", "s3")]
+    val_rows = [i for i, p in enumerate(chips.people) if p == "s4"] + train_rows[:4]
+
+    def part(rows):
+        return facesets.Chips(chips.chips[rows], [chips.photos[i] for i in rows])
+
+    started = {}
+
+    def task_factory():
+        task = build_task("sface", freeze_until="conv_10", weights=sface_onnx)
+        started.update({w.path: w.numpy().copy() for w in task.backbone.weights})
+        return task
+
+    report = train(
+        part(train_rows),
+        part(val_rows),
+        output=tmp_path / "sface-ft.keras",
+        checkpoints=tmp_path / "ckpt",
+        mining="batch_all",
+        people=3,
+        photos=2,
+        epochs=1,
+        steps_per_epoch=2,
+        augment=False,
+        learning_rate=1e-3,
+        task_factory=task_factory,
+    )
+    assert np.isfinite(report.history["loss"]).all()
+    task = keras.models.load_model(tmp_path / "ckpt" / "last.keras")
+    moved = {w.path for w in task.backbone.weights if not np.allclose(w.numpy(), started[w.path])}
+    names = [layer.name for layer in task.backbone.layers]
+    first_trained = next(i for i, name in enumerate(names) if name.startswith("conv_10"))
+    frozen = set(names[:first_trained]) | {"bn1"}  # and the batch norm at the end
+    assert moved and not {path.split("/")[0] for path in moved} & frozen, sorted(moved)[:5]
+
+    spec = trained_spec(tmp_path / "sface-ft.keras")
+    assert spec.chip_layout == SFACE.chip_layout and spec.model_id == report.model_id
+    vectors = FaceEmbedder(spec, tmp_path / "sface-ft.keras").embed(chips.chips[:2])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, rtol=1e-5)
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resume_continues(att_chips, tmp_path):
