@@ -34,6 +34,8 @@ from shared.errors import InputError
 from shared.losses import DEFAULT_MARGIN, TripletLoss, pairwise_squared_distances
 
 BACKBONES = ("sface", "dlib", "nn4.small2")
+# Backbones that start from the catalogued model of the same name (``models.SPECS``).
+PRETRAINED = ("sface", "dlib")
 # The catalogued model (``models.SPECS``) whose chips each backbone learns on: the chip's
 # size, template and sampling come from there, for training and for the saved model alike.
 BACKBONE_CHIPS = {"sface": "sface", "dlib": "dlib", "nn4.small2": "dlib"}
@@ -96,6 +98,7 @@ class FaceEmbeddingTask(keras.Model):
         margin: float = DEFAULT_MARGIN,
         threshold: float | None = None,
         chip: str = "dlib",  # files saved before there was a choice learnt on dlib's chip
+        base: str | None = None,  # the catalogued model it was fine-tuned from, if any
         **kwargs,
     ):
         from apps.face_access.models import SPECS
@@ -113,6 +116,7 @@ class FaceEmbeddingTask(keras.Model):
         self.margin = margin
         self.threshold = threshold
         self.chip = chip
+        self.base = base
         self.active_tracker = keras.metrics.Mean(name="active_triplets")
         self.positive_tracker = keras.metrics.Mean(name="positive_distance")
         self.negative_tracker = keras.metrics.Mean(name="negative_distance")
@@ -168,6 +172,7 @@ class FaceEmbeddingTask(keras.Model):
             "margin": self.margin,
             "threshold": self.threshold,
             "chip": self.chip,
+            "base": self.base,
             "name": self.name,
         }
 
@@ -240,6 +245,7 @@ def build_task(
         mining,
         margin,
         chip=BACKBONE_CHIPS[backbone],
+        base=backbone if backbone in PRETRAINED else None,
     )
 
 

@@ -265,7 +265,10 @@ def main(
             + ", ".join(f"{row['auc']:.4f}" for row in report.validation)
         )
         if report.best_epoch is not None:
-            click.echo(f"best epoch {report.best_epoch} written to {output}")
+            click.echo(
+                f"best epoch {report.best_epoch} written to {output}, door threshold "
+                f"{report.threshold:.3f}"
+            )
         if report.validation and not report.improved:
             click.echo(
                 "warning: no epoch beat the starting model on validation; keep the old one",

@@ -12,8 +12,9 @@
   TAR at FAR (1e-3 by default) and ROC AUC over all their pairs are added to the logs
   (``val_tar_at_far``, ``val_auc``, with the learning rate), where TensorBoard, early stopping
   and the best-model file see them. The best epoch is written to the output ``.keras`` with
-  the distance of that FAR as the model's threshold; at the end the validation embeddings go
-  to TensorBoard's projector with face thumbnails.
+  the distance of that FAR as the model's threshold, but never looser than the threshold of
+  the catalogued model it was fine-tuned from (``threshold_cap``); at the end the validation
+  embeddings go to TensorBoard's projector with face thumbnails.
 - ``EpochCheckpoint`` saves the whole task (weights and optimizer state) and the epoch reached
   after every epoch; Ctrl-C saves the same checkpoint before leaving, and ``resume`` carries on
   from it.
@@ -147,6 +148,7 @@ class VerificationMonitor(keras.callbacks.Callback):
         output: Path | None,
         logdir=None,
         select_by: str = "tar_at_far",
+        threshold_cap: float | None = None,
     ):
         super().__init__()
         if select_by not in SELECTION_FIGURES:
@@ -154,8 +156,10 @@ class VerificationMonitor(keras.callbacks.Callback):
         self.chips, self.labels, self.names = chips, np.asarray(labels), names
         self.far, self.output, self.logdir = far, output, logdir
         self.select_by = select_by
+        self.threshold_cap = threshold_cap
         self.best = -math.inf
         self.best_epoch = None
+        self.best_threshold = None
         self.history: list[dict] = []
 
     def measure(self) -> dict:
@@ -188,8 +192,17 @@ class VerificationMonitor(keras.callbacks.Callback):
         self.history.append({"epoch": epoch + 1, **figures})
         if figures[self.select_by] > self.best:
             self.best, self.best_epoch = figures[self.select_by], epoch + 1
-            # The door's default for this model: the distance of the validation FAR.
-            self.model.threshold = figures["threshold"]
+            # The door's default for this model: the distance of the validation FAR. A few
+            # validation people measure a FAR of 1e-3 at best, and a door compares a stranger
+            # with every enrolled photo (180 of them: a 16 % chance of a grant at 1e-3); the
+            # model it started from had its threshold chosen on millions of pairs, so a
+            # fine-tuned model never gets a looser one. Measured: SFace fine-tuned one epoch
+            # at 1e-5 had 1.126 here, which let 9 of LFW dev's 150 strangers in; at SFace's
+            # 0.95, none (TAR 0.977, SFace itself 0.974).
+            threshold = figures["threshold"]
+            if self.threshold_cap is not None:
+                threshold = min(threshold, self.threshold_cap)
+            self.model.threshold = self.best_threshold = threshold
             if self.output is not None:
                 _save(self.model, self.output)
 
@@ -263,6 +276,7 @@ class TrainReport:
     validation_photos: int
     epochs_run: int
     best_epoch: int | None
+    threshold: float | None  # the one written into the output file
     select_by: str
     initial_validation: dict
     validation: list[dict] = field(default_factory=list)
@@ -327,6 +341,7 @@ def train(
     progress output.
     """
     from apps.face_access.face_model import build_task
+    from apps.face_access.models import SPECS
     from shared.distribute import distribution_strategy, fit_scope, worker_index
     from shared.tensorboard import tensorboard_callback
 
@@ -367,6 +382,7 @@ def train(
                 )
             task.compile(optimizer=keras.optimizers.Adam(learning_rate))
             initial_epoch = 0
+    threshold_cap = SPECS[task.base].threshold if task.base else None
     monitor = VerificationMonitor(
         val_chips.chips,
         val_labels,
@@ -375,6 +391,7 @@ def train(
         output=output,
         logdir=logdir,
         select_by=select_by,
+        threshold_cap=threshold_cap,
     )
     callbacks = [
         monitor,  # first: it adds the validation figures to the logs the others read
@@ -412,6 +429,7 @@ def train(
         validation_photos=len(val_labels),
         epochs_run=checkpoint.epochs_done - initial_epoch,
         best_epoch=monitor.best_epoch,
+        threshold=monitor.best_threshold,
         select_by=select_by,
         initial_validation=getattr(monitor, "initial", {}),
         validation=monitor.history,

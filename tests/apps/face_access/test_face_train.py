@@ -232,6 +232,9 @@ def test_fine_tuning_sface_on_arcface_chips(tmp_path, data_dir, yunet_onnx, sfac
 
     spec = trained_spec(tmp_path / "sface-ft.keras")
     assert spec.chip_layout == SFACE.chip_layout and spec.model_id == report.model_id
+    # Never a looser threshold than SFace's own, chosen on millions of pairs.
+    validation = report.validation[report.best_epoch - 1]["threshold"]
+    assert spec.threshold == report.threshold == min(validation, SFACE.threshold)
     vectors = FaceEmbedder(spec, tmp_path / "sface-ft.keras").embed(chips.chips[:2])
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, rtol=1e-5)
 
@@ -267,7 +270,17 @@ class ScriptedMonitor(VerificationMonitor):
         self.script = iter(figures)
 
     def measure(self):
-        return {**next(self.script), "threshold": 1.0}
+        return {"threshold": 1.0, **next(self.script)}
+
+    @classmethod
+    def started(cls, figures, **kwargs):
+        """The monitor at the start of training a small model (the first figures measured)."""
+        monitor = cls(figures, **kwargs)
+        model = keras.Sequential([keras.Input((2,)), layers.Dense(1)])
+        model.compile(optimizer="adam")
+        monitor.set_model(model)
+        monitor.on_train_begin()
+        return monitor
 
 
 @pytest.mark.parametrize(("select_by", "best_epoch"), [("tar_at_far", 1), ("auc", 2)])
@@ -278,11 +291,7 @@ def test_the_best_epoch_is_chosen_by_the_selected_validation_figure(select_by, b
         {"tar_at_far": 0.004, "auc": 0.77},
         {"tar_at_far": 0.004, "auc": 0.70},
     ]
-    monitor = ScriptedMonitor(figures, select_by=select_by)
-    model = keras.Sequential([keras.Input((2,)), layers.Dense(1)])
-    model.compile(optimizer="adam")
-    monitor.set_model(model)
-    monitor.on_train_begin()
+    monitor = ScriptedMonitor.started(figures, select_by=select_by)
     for epoch in range(3):
         logs = {}
         monitor.on_epoch_end(epoch, logs)
@@ -290,6 +299,15 @@ def test_the_best_epoch_is_chosen_by_the_selected_validation_figure(select_by, b
     assert monitor.best_epoch == best_epoch
     with pytest.raises(ValueError, match="select_by"):
         ScriptedMonitor(figures, select_by="tar")
+
+
+@pytest.mark.parametrize(("validation", "saved"), [(1.126, 0.95), (0.8, 0.8)])
+def test_a_fine_tuned_model_never_gets_a_looser_threshold_than_its_base(validation, saved):
+    figures = [{"tar_at_far": 0.8, "auc": 0.98}, {"tar_at_far": 0.9, "auc": 0.99}]
+    figures = [{**row, "threshold": validation} for row in figures]
+    monitor = ScriptedMonitor.started(figures, threshold_cap=0.95)  # SFace's
+    monitor.on_epoch_end(0, {})
+    assert monitor.model.threshold == monitor.best_threshold == saved
 
 
 def test_pk_batches_hold_p_people_with_k_photos_each():
