@@ -128,7 +128,13 @@ folder_type = click.Path(exists=True, file_okay=False, path_type=Path)
     default=None,
     help="Batches per epoch [default: training photos / batch size].",
 )
-@click.option("--lr", "learning_rate", default=1e-4, show_default=True, help="Adam learning rate.")
+@click.option(
+    "--lr",
+    "learning_rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Adam learning rate [default: 1e-4; with --resume, the checkpoint's].",
+)
 @click.option(
     "--patience",
     default=3,

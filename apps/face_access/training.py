@@ -301,6 +301,9 @@ def _labels_of(people: list[str]) -> tuple[np.ndarray, list[str]]:
     return np.array([index[p] for p in people], np.int64), names
 
 
+DEFAULT_LEARNING_RATE = 1e-4
+
+
 def train(
     train_chips,
     val_chips,
@@ -315,7 +318,7 @@ def train(
     photos: int = 4,
     epochs: int = 10,
     steps_per_epoch: int | None = None,
-    learning_rate: float = 1e-4,
+    learning_rate: float | None = None,
     patience: int = 3,
     far: float = 1e-3,
     select_by: str = "tar_at_far",
@@ -333,6 +336,8 @@ def train(
     ``val_chips``; the best epoch by validation ``select_by`` (TAR@``far`` or AUC) is saved to
     ``output``, and training stops after ``patience`` epochs without a better one.
 
+    ``learning_rate``: Adam's (None: ``DEFAULT_LEARNING_RATE``, or on ``resume`` the
+    checkpoint's own).
     ``task_factory``: a function returning a ``FaceEmbeddingTask`` around another backbone
     (called inside the distribution scope, then compiled here) instead of
     ``build_task(backbone, ...)``.
@@ -368,6 +373,8 @@ def train(
     with distribution.scope():
         if resume:
             task, initial_epoch = resume_point(checkpoints)
+            if learning_rate is not None:  # e.g. a smaller one for the rest of a long run
+                task.optimizer.learning_rate.assign(learning_rate)
         else:
             keras.utils.set_random_seed(seed)
             if task_factory is not None:
@@ -380,7 +387,7 @@ def train(
                     margin=margin,
                     weights=weights,
                 )
-            task.compile(optimizer=keras.optimizers.Adam(learning_rate))
+            task.compile(optimizer=keras.optimizers.Adam(learning_rate or DEFAULT_LEARNING_RATE))
             initial_epoch = 0
     threshold_cap = SPECS[task.base].threshold if task.base else None
     monitor = VerificationMonitor(

@@ -254,10 +254,11 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(att_chips, tmp_path):
     report = train(train_chips, val_chips, **common, extra_callbacks=[StopAt(1)])
     assert report.interrupted and report.epochs_run == 1 and report.history == {}
     assert json.loads((tmp_path / "ckpt" / STATE_FILE).read_text()) == {"epochs_done": 1}
-    resumed = train(train_chips, val_chips, **common, resume=True)
+    resumed = train(train_chips, val_chips, **common, resume=True, learning_rate=5e-4)
     assert not resumed.interrupted and resumed.epochs_run == 2  # epochs 2 and 3
     assert resumed.model_id == report.model_id  # the same model, carried on
     assert len(resumed.history["loss"]) == 2
+    assert resumed.history["learning_rate"] == pytest.approx([5e-4, 5e-4])  # a new one on resume
     assert json.loads((tmp_path / "ckpt" / STATE_FILE).read_text()) == {"epochs_done": 3}
 
 
