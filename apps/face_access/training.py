@@ -226,11 +226,14 @@ def _save(model, path: Path) -> None:
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """The whole task (with its optimizer state) and the epochs done, after every epoch."""
+    """The whole task (with its optimizer state) and the epochs done, after every epoch; with
+    ``monitor``, also its best validation figure so far, which a resumed run must beat before
+    it replaces the output file."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, monitor: VerificationMonitor | None = None):
         super().__init__()
         self.folder = folder
+        self.monitor = monitor
         self.epochs_done = 0
 
     def save(self, epochs_done: int) -> None:
@@ -238,8 +241,16 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
         self.folder.mkdir(parents=True, exist_ok=True)
         _save(self.model, self.folder / CHECKPOINT_FILE)
+        state: dict = {"epochs_done": epochs_done}
+        if self.monitor is not None and self.monitor.best_epoch is not None:
+            state["best"] = {
+                "by": self.monitor.select_by,
+                "value": self.monitor.best,
+                "epoch": self.monitor.best_epoch,
+                "threshold": self.monitor.best_threshold,
+            }
         with atomic_output(self.folder / STATE_FILE) as temp:
-            temp.write_text(json.dumps({"epochs_done": epochs_done}))
+            temp.write_text(json.dumps(state))
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epochs_done = epoch
@@ -249,8 +260,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.save(self.epochs_done)
 
 
-def resume_point(folder: Path):
-    """The checkpointed task (compiled, optimizer state restored) and the epochs it had done."""
+def resume_point(folder: Path) -> tuple[keras.Model, dict]:
+    """The checkpointed task (compiled, optimizer state restored) and its state: the epochs it
+    had done (``epochs_done``) and, if any, the best validation figure and its epoch."""
     state_path, model_path = folder / STATE_FILE, folder / CHECKPOINT_FILE
     if not (state_path.is_file() and model_path.is_file()):
         raise InputError(
@@ -259,8 +271,7 @@ def resume_point(folder: Path):
     from apps.face_access.face_model import register_backbone_layers
 
     register_backbone_layers()
-    state = json.loads(state_path.read_text())
-    return keras.models.load_model(model_path), int(state["epochs_done"])
+    return keras.models.load_model(model_path), json.loads(state_path.read_text())
 
 
 @dataclass
@@ -369,10 +380,11 @@ def train(
         train_chips.chips, labels, people, photos, augment=augment, seed=seed + 1000 * worker
     )
     steps = steps_per_epoch or max(1, len(labels) // (people * photos))
-    checkpoint = EpochCheckpoint(checkpoints)
+    state: dict = {}
     with distribution.scope():
         if resume:
-            task, initial_epoch = resume_point(checkpoints)
+            task, state = resume_point(checkpoints)
+            initial_epoch = int(state["epochs_done"])
             if learning_rate is not None:  # e.g. a smaller one for the rest of a long run
                 task.optimizer.learning_rate.assign(learning_rate)
         else:
@@ -400,6 +412,11 @@ def train(
         select_by=select_by,
         threshold_cap=threshold_cap,
     )
+    best = state.get("best", {})
+    if best.get("by") == select_by:  # resumed: the output holds that epoch; only a better one
+        monitor.best, monitor.best_epoch = best["value"], best["epoch"]  # replaces it
+        monitor.best_threshold = best["threshold"]
+    checkpoint = EpochCheckpoint(checkpoints, monitor)
     callbacks = [
         monitor,  # first: it adds the validation figures to the logs the others read
         checkpoint,

@@ -253,13 +253,30 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(att_chips, tmp_path):
     )
     report = train(train_chips, val_chips, **common, extra_callbacks=[StopAt(1)])
     assert report.interrupted and report.epochs_run == 1 and report.history == {}
-    assert json.loads((tmp_path / "ckpt" / STATE_FILE).read_text()) == {"epochs_done": 1}
+    state = json.loads((tmp_path / "ckpt" / STATE_FILE).read_text())
+    first = report.validation[0]
+    assert state == {
+        "epochs_done": 1,
+        "best": {
+            "by": "tar_at_far",
+            "value": first["tar_at_far"],
+            "epoch": 1,
+            "threshold": first["threshold"],
+        },
+    }
     resumed = train(train_chips, val_chips, **common, resume=True, learning_rate=5e-4)
     assert not resumed.interrupted and resumed.epochs_run == 2  # epochs 2 and 3
     assert resumed.model_id == report.model_id  # the same model, carried on
     assert len(resumed.history["loss"]) == 2
     assert resumed.history["learning_rate"] == pytest.approx([5e-4, 5e-4])  # a new one on resume
-    assert json.loads((tmp_path / "ckpt" / STATE_FILE).read_text()) == {"epochs_done": 3}
+    state = json.loads((tmp_path / "ckpt" / STATE_FILE).read_text())
+    assert state["epochs_done"] == 3
+    # Epochs 2 and 3 replaced epoch 1's output only by beating it (not from -inf again).
+    best = first
+    for row in resumed.validation:
+        best = row if row["tar_at_far"] > best["tar_at_far"] else best
+    assert resumed.best_epoch == best["epoch"] and state["best"]["epoch"] == best["epoch"]
+    assert trained_spec(tmp_path / "model.keras").threshold == pytest.approx(best["threshold"])
 
 
 class ScriptedMonitor(VerificationMonitor):
@@ -416,8 +433,8 @@ def test_a_keras_file_is_a_trained_spec_only_if_face_train_saved_it(tmp_path):
     resume = (
         "import sys; from pathlib import Path\n"
         "from apps.face_access.training import resume_point\n"
-        "task, epochs_done = resume_point(Path(sys.argv[1]))\n"
-        "print(task.model_id, epochs_done)\n"
+        "task, state = resume_point(Path(sys.argv[1]))\n"
+        "print(task.model_id, state['epochs_done'])\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", resume, str(checkpoints)],
