@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -230,30 +231,32 @@ def main(
             f"{len(overlap)} people are in both the training and the validation data "
             f"(e.g. {sorted(overlap)[0]}); use --roles / --val-roles to separate them"
         )
-    report = train(
-        train_chips,
-        val_chips,
-        output=output,
-        checkpoints=checkpoints or output.with_name(output.stem + "_checkpoints"),
-        backbone=backbone,
-        freeze_until=freeze_until,
-        mining=mining.replace("batch-", "").replace("-", "_"),
-        margin=margin,
-        people=people,
-        photos=photos,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        learning_rate=learning_rate,
-        patience=patience,
-        far=far,
-        select_by={"tar": "tar_at_far", "auc": "auc"}[select_by],
-        logdir=logdir,
-        resume=resume,
-        strategy=distribution,
-        augment=not no_augment,
-        seed=seed,
-        verbose=1 if sys.stderr.isatty() else 2,  # piped: one line per epoch
-    )
+    # Keras prints its progress on stdout, kept for the result (--json): to stderr with it.
+    with contextlib.redirect_stdout(sys.stderr):
+        report = train(
+            train_chips,
+            val_chips,
+            output=output,
+            checkpoints=checkpoints or output.with_name(output.stem + "_checkpoints"),
+            backbone=backbone,
+            freeze_until=freeze_until,
+            mining=mining.replace("batch-", "").replace("-", "_"),
+            margin=margin,
+            people=people,
+            photos=photos,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            learning_rate=learning_rate,
+            patience=patience,
+            far=far,
+            select_by={"tar": "tar_at_far", "auc": "auc"}[select_by],
+            logdir=logdir,
+            resume=resume,
+            strategy=distribution,
+            augment=not no_augment,
+            seed=seed,
+            verbose=1 if sys.stderr.isatty() else 2,  # piped: one line per epoch
+        )
     if as_json:
         click.echo(json.dumps(report.to_dict()))
     else:
