@@ -30,15 +30,10 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
+from apps.face_access.models import BACKBONE_CHIPS, BACKBONES, PRETRAINED
 from shared.errors import InputError
 from shared.losses import DEFAULT_MARGIN, TripletLoss, pairwise_squared_distances
 
-BACKBONES = ("sface", "dlib", "nn4.small2")
-# Backbones that start from the catalogued model of the same name (``models.SPECS``).
-PRETRAINED = ("sface", "dlib")
-# The catalogued model (``models.SPECS``) whose chips each backbone learns on: the chip's
-# size, template and sampling come from there, for training and for the saved model alike.
-BACKBONE_CHIPS = {"sface": "sface", "dlib": "dlib", "nn4.small2": "dlib"}
 # dlib's input means (RGB) and scale, as shared.backbones.dlib_resnet.preprocess_input.
 _DLIB_MEANS = (122.782, 117.001, 104.298)
 _DLIB_SCALE = 256.0

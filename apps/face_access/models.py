@@ -178,6 +178,13 @@ DLIB = EmbedderSpec(
 )
 SPECS = {spec.name: spec for spec in (SFACE, MOBILEFACENET, DLIB)}
 DEFAULT_MODEL = "sface"
+# face-train's starting points (``face_model.build_task``), here so that its --help needs no Keras.
+BACKBONES = ("sface", "dlib", "nn4.small2")
+# Backbones that start from the catalogued model of the same name.
+PRETRAINED = ("sface", "dlib")
+# The catalogued model whose chips each backbone learns on: the chip's size, template and
+# sampling come from there, for training and for the saved model alike.
+BACKBONE_CHIPS = {"sface": "sface", "dlib": "dlib", "nn4.small2": "dlib"}
 
 
 def spec_for_model_id(model_id: str) -> EmbedderSpec | None:

@@ -11,7 +11,7 @@ import click
 
 from apps.face_access.cli import detector_option
 from apps.face_access.eval_cli import aligned_option, roles_list, several_option
-from apps.face_access.face_model import BACKBONE_CHIPS, BACKBONES
+from apps.face_access.models import BACKBONE_CHIPS, BACKBONES
 from shared.cli import (
     EXIT_INTERRUPTED,
     Command,
@@ -38,7 +38,7 @@ def _folder(name: str, help_text: str):
 
 def _chips(folders, roles, aligned, several, cache, detector_model, chip):
     """The aligned chips of the people of ``folders`` (of ``roles``), cut as the catalogued
-    model ``chip`` cuts them (``face_model.BACKBONE_CHIPS``), read once into ``cache``."""
+    model ``chip`` cuts them (``models.BACKBONE_CHIPS``), read once into ``cache``."""
     from apps.face_access import facesets
     from apps.face_access.cli import _load_pipeline
     from apps.face_access.models import SPECS

@@ -141,3 +141,23 @@ def test_every_installed_command_gives_usage_errors_in_one_line(name: str, targe
             result.stderr,
         )
         assert args[-1] in result.stderr
+
+
+def test_help_answers_without_loading_tensorflow():
+    """--help of every command, in one fresh process: TensorFlow and Keras take seconds to
+    import (face-train's --help took 6.6 s when its module imported Keras)."""
+    script = textwrap.dedent(
+        f"""
+        import importlib, sys
+        from click.testing import CliRunner
+        for target in {sorted(set(console_scripts().values()))!r}:
+            module, attribute = target.split(":")
+            command = getattr(importlib.import_module(module), attribute)
+            result = CliRunner().invoke(command, ["--help"])
+            assert result.exit_code == 0, (target, result.output)
+        print(sorted(name for name in ("tensorflow", "keras") if name in sys.modules))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
