@@ -198,6 +198,28 @@ def _build_trained(path: Path):
     return load_task(path)
 
 
+def trained_settings(path: Path) -> dict:
+    """The settings a ``face-train`` file (or checkpoint) was saved with, read without loading
+    it: ``model_id``, ``threshold``, ``chip`` (the catalogued model whose chips it learns on;
+    dlib's for files from before there was a choice), ..."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            saved = json.loads(archive.read("config.json"))
+        is_task = saved.get("class_name") == "FaceEmbeddingTask"
+        settings = dict(saved["config"])
+        if is_task and not isinstance(settings.get("model_id"), str):
+            raise ValueError("it carries no model id")
+    except (OSError, KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile) as err:
+        raise InputError(f"{path}: not a face model saved by face-train ({err})") from None
+    if not is_task:
+        raise InputError(f"{path}: a Keras model, but not a face embedder saved by face-train")
+    settings.setdefault("chip", "dlib")
+    return settings
+
+
 def trained_spec(path: Path) -> EmbedderSpec:
     """The spec of a ``face-train`` model (``.keras``), from the settings saved in the file.
 
@@ -206,20 +228,8 @@ def trained_spec(path: Path) -> EmbedderSpec:
     model scales the pixels itself; so the spec is that model's with the file's id (unique to
     that training run) and threshold.
     """
-    import json
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            saved = json.loads(archive.read("config.json"))
-        is_task = saved.get("class_name") == "FaceEmbeddingTask"
-        settings = saved["config"]
-        model_id = settings["model_id"] if is_task else None
-        base = SPECS[settings.get("chip", "dlib")] if is_task else None
-    except (OSError, KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile) as err:
-        raise InputError(f"{path}: not a face model saved by face-train ({err})") from None
-    if not is_task:
-        raise InputError(f"{path}: a Keras model, but not a face embedder saved by face-train")
+    settings = trained_settings(path)
+    base, model_id = SPECS[settings["chip"]], settings["model_id"]
     return dataclasses.replace(
         base,
         name=str(path),

@@ -218,9 +218,10 @@ def main(
     # Before anything runs on TensorFlow (the face detector, the chips): a multi-worker
     # strategy must set up its collective ops at start-up.
     distribution = distribution_strategy(strategy)
-    from apps.face_access.training import train
+    from apps.face_access.training import resumed_chip, train
 
-    chip = BACKBONE_CHIPS[backbone]
+    checkpoints = checkpoints or output.with_name(output.stem + "_checkpoints")
+    chip = resumed_chip(checkpoints) if resume else BACKBONE_CHIPS[backbone]
     train_chips = _chips(datasets, roles_list(roles), aligned, several, cache, detector_model, chip)
     val_chips = _chips(
         val_folders, roles_list(val_roles), aligned, several, cache, detector_model, chip
@@ -237,7 +238,7 @@ def main(
             train_chips,
             val_chips,
             output=output,
-            checkpoints=checkpoints or output.with_name(output.stem + "_checkpoints"),
+            checkpoints=checkpoints,
             backbone=backbone,
             freeze_until=freeze_until,
             mining=mining.replace("batch-", "").replace("-", "_"),

@@ -260,14 +260,28 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.save(self.epochs_done)
 
 
-def resume_point(folder: Path) -> tuple[keras.Model, dict]:
-    """The checkpointed task (compiled, optimizer state restored) and its state: the epochs it
-    had done (``epochs_done``) and, if any, the best validation figure and its epoch."""
+def _checkpoint_files(folder: Path) -> tuple[Path, Path]:
+    """The state and task files of a checkpoint folder, or InputError if it holds none."""
     state_path, model_path = folder / STATE_FILE, folder / CHECKPOINT_FILE
     if not (state_path.is_file() and model_path.is_file()):
         raise InputError(
             f"{folder}: no checkpoint to resume from ({CHECKPOINT_FILE}, {STATE_FILE})"
         )
+    return state_path, model_path
+
+
+def resumed_chip(folder: Path) -> str:
+    """Whose chips the checkpointed task learns on (``models.SPECS`` name), so that a resumed
+    run cuts the same ones whatever ``--backbone`` says."""
+    from apps.face_access.models import trained_settings
+
+    return trained_settings(_checkpoint_files(folder)[1])["chip"]
+
+
+def resume_point(folder: Path) -> tuple[keras.Model, dict]:
+    """The checkpointed task (compiled, optimizer state restored) and its state: the epochs it
+    had done (``epochs_done``) and, if any, the best validation figure and its epoch."""
+    state_path, model_path = _checkpoint_files(folder)
     from apps.face_access.face_model import register_backbone_layers
 
     register_backbone_layers()

@@ -399,6 +399,27 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, data_dir):
     assert result.exit_code == 2 and result.stderr == f"error: {empty}: no person folders found\n"
 
 
+def test_a_resumed_run_cuts_the_chips_its_checkpoint_learns_on(tmp_path):
+    """face-train --resume takes the chip from the checkpoint, not from --backbone (whose
+    default, sface, would feed 112x112 chips to a run that learns on dlib's 150x150)."""
+    from apps.face_access.training import resumed_chip
+    from shared.errors import InputError
+
+    inputs = keras.Input((112, 112, 3))
+    x = layers.GlobalAveragePooling2D()(layers.Conv2D(8, 3, strides=4)(inputs))
+    arcface = keras.Model(inputs, layers.Dense(16)(x), name="small112")
+    for chip, task in (
+        ("sface", FaceEmbeddingTask(arcface, "raw", new_model_id("small112"), chip="sface")),
+        ("dlib", small_task()),
+    ):
+        saver = EpochCheckpoint(tmp_path / chip)
+        saver.set_model(task)
+        saver.save(1)
+        assert resumed_chip(tmp_path / chip) == chip
+    with pytest.raises(InputError, match="no checkpoint to resume from"):
+        resumed_chip(tmp_path / "none")
+
+
 def test_a_keras_file_is_a_trained_spec_only_if_face_train_saved_it(tmp_path):
     from apps.face_access.access import door_threshold
     from apps.face_access.models import resolve_model
