@@ -146,10 +146,10 @@ folder_type = click.Path(exists=True, file_okay=False, path_type=Path)
 @click.option(
     "--select-by",
     type=click.Choice(["tar", "auc"]),
-    default="tar",
-    show_default=True,
+    default=None,
     help="Validation figure that picks the best epoch and stops training: TAR@FAR, or AUC "
-    "(steadier while TAR is near zero, e.g. from scratch).",
+    "(steadier while TAR is near zero, e.g. from scratch) [default: tar; with --resume, the "
+    "checkpoint's].",
 )
 @_folder("--logdir", "TensorBoard folder.")
 @_folder("--checkpoints", "Checkpoint folder [default: OUTPUT's name + _checkpoints].")
@@ -250,7 +250,7 @@ def main(
             learning_rate=learning_rate,
             patience=patience,
             far=far,
-            select_by={"tar": "tar_at_far", "auc": "auc"}[select_by],
+            select_by={"tar": "tar_at_far", "auc": "auc", None: None}[select_by],
             logdir=logdir,
             resume=resume,
             strategy=distribution,

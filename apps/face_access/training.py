@@ -346,7 +346,7 @@ def train(
     learning_rate: float | None = None,
     patience: int = 3,
     far: float = 1e-3,
-    select_by: str = "tar_at_far",
+    select_by: str | None = None,
     logdir: Path | None = None,
     resume: bool = False,
     strategy="default",
@@ -361,6 +361,7 @@ def train(
     ``val_chips``; the best epoch by validation ``select_by`` (TAR@``far`` or AUC) is saved to
     ``output``, and training stops after ``patience`` epochs without a better one.
 
+    ``select_by``: None is TAR@``far``, or on ``resume`` the checkpoint's figure.
     ``learning_rate``: Adam's (None: ``DEFAULT_LEARNING_RATE``, or on ``resume`` the
     checkpoint's own).
     ``task_factory``: a function returning a ``FaceEmbeddingTask`` around another backbone
@@ -416,6 +417,8 @@ def train(
             task.compile(optimizer=keras.optimizers.Adam(learning_rate or DEFAULT_LEARNING_RATE))
             initial_epoch = 0
     threshold_cap = SPECS[task.base].threshold if task.base else None
+    best = state.get("best", {})
+    select_by = select_by or best.get("by", "tar_at_far")  # resumed: the checkpoint's
     monitor = VerificationMonitor(
         val_chips.chips,
         val_labels,
@@ -426,7 +429,6 @@ def train(
         select_by=select_by,
         threshold_cap=threshold_cap,
     )
-    best = state.get("best", {})
     if best.get("by") == select_by:  # resumed: the output holds that epoch; only a better one
         monitor.best, monitor.best_epoch = best["value"], best["epoch"]  # replaces it
         monitor.best_threshold = best["threshold"]

@@ -277,6 +277,11 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(att_chips, tmp_path):
         best = row if row["tar_at_far"] > best["tar_at_far"] else best
     assert resumed.best_epoch == best["epoch"] and state["best"]["epoch"] == best["epoch"]
     assert trained_spec(tmp_path / "model.keras").threshold == pytest.approx(best["threshold"])
+    # Resumed without --select-by, a run goes on choosing by the checkpoint's figure.
+    state["best"]["by"] = "auc"
+    (tmp_path / "ckpt" / STATE_FILE).write_text(json.dumps(state))
+    again = train(train_chips, val_chips, **{**common, "epochs": 4}, resume=True)
+    assert again.select_by == "auc" and again.epochs_run == 1
 
 
 class ScriptedMonitor(VerificationMonitor):
