@@ -102,6 +102,8 @@ def opencv_child(args: argparse.Namespace, output: Path) -> dict:
         writer = cv2.VideoWriter(str(output), cv2.VideoWriter_fourcc(*code), fps, (width, height))
         if writer.isOpened():
             break
+    else:  # a peer that cannot encode would skip the encoding and look faster
+        sys.exit(f"OpenCV cannot write {output} with any of {FOURCCS_BY_SUFFIX['.mp4']}")
     started, cpu = time.perf_counter(), _cpu_seconds()
     frames = 0
     for frame in _decoded_frames(args.video, args.repeat):
@@ -126,8 +128,9 @@ def our_child(args: argparse.Namespace, output: Path) -> dict:
     """The detect-cars pipeline on its default runtime, then its inference alone."""
     from apps.car_detection.decode import preprocess
     from apps.car_detection.detector import load_detector
-    from apps.car_detection.pipeline import open_source, run
+    from apps.car_detection.pipeline import run
     from apps.car_detection.sinks import AnnotatedVideoSink
+    from shared.frames import open_source
 
     detector = load_detector(MODEL, size=args.size, classes="all", multi_label=True)
     network = detector.network

@@ -53,8 +53,6 @@ GOAL_MS = {"sface": 20.0, "mobilefacenet": 12.0}
 ISSUE_9_CHECK_MS, ISSUE_9_STARTUP_S = 10.0, 1.0
 PEER_DETECTION_SIDE = 320  # ours shrinks to this longer side too (detection.MAX_DETECTION_SIDE)
 PEER = "opencv"
-SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
-YUNET_FILE = "yunet_s_640_640.onnx"
 
 
 def _median_ms(action, repeat: int) -> float:
@@ -74,10 +72,13 @@ def _serve(measure) -> None:
 
 
 def _peer_weights() -> list[str]:
-    """The peer's two model files, found by our resolver (not timed)."""
+    """The peer's two model files, found by our resolver (not timed; these modules load
+    OpenCV and NumPy only)."""
+    from apps.face_access.detection import YUNET_FILENAME, YUNET_MODEL
+    from apps.face_access.models import SFACE, weights_path
     from shared.weights import resolve_file
 
-    return [str(resolve_file("sface", SFACE_FILE)), str(resolve_file("yunet", YUNET_FILE))]
+    return [str(weights_path(SFACE)), str(resolve_file(YUNET_MODEL, YUNET_FILENAME))]
 
 
 def _opencv_models(sface: str, yunet: str):

@@ -28,10 +28,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from apps.car_detection.cli import DEFAULT_CONF
 from apps.car_detection.detector import load_detector
-from apps.car_detection.pipeline import detect_stream, open_source, run
+from apps.car_detection.pipeline import detect_stream, run
 from apps.car_detection.sinks import AnnotatedVideoSink
 from apps.car_detection.tracker import TrackerSettings
 from apps.car_detection.tracking import CountLine, Tracking
+from shared.frames import open_source
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CONVNET_APPS_SHARED", REPO_ROOT.parent / "shared"))

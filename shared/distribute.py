@@ -74,10 +74,14 @@ def _check_tf_config() -> None:
 
 
 def worker_index(strategy) -> int:
-    """This process's worker number (0 unless under ``multi-worker``): seeds each worker's
-    own batches so that the workers do not all draw the same ones."""
+    """This process's worker number (0 unless under ``multi-worker``)."""
     resolver = getattr(strategy, "cluster_resolver", None)
     return int(getattr(resolver, "task_id", None) or 0)
+
+
+def worker_seed(seed: int, strategy) -> int:
+    """The seed of this worker's own batches, so that the workers do not all draw the same."""
+    return seed + 1000 * worker_index(strategy)
 
 
 def split_cpu(devices: int) -> None:

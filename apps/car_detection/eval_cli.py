@@ -224,8 +224,8 @@ def _evaluate_tracking(
     """``--track``: detect (``load_detector(**detector_options)``) and track every frame of the
     sequence ``data``, score it against its labels (CLEAR MOT at IoU 0.5, IDF1, HOTA), write
     ``report.json`` and print it."""
-    from apps.car_detection.pipeline import open_source
     from apps.car_detection.track_eval import find_sequence, read_track_labels, render
+    from shared.frames import open_source
 
     # The labels are read and the frames opened before TensorFlow loads.
     frames, labels_path = find_sequence(data, labels)

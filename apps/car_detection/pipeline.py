@@ -21,10 +21,7 @@ from apps.car_detection.results import Detection, FrameResult
 from apps.car_detection.sinks import Sink
 from apps.car_detection.tracking import Tracking
 from shared.errors import InputError
-from shared.frames import BackgroundWriter, Frame, Source, open_source
-
-# Re-exported: detect-cars code opens its sources through the pipeline module.
-__all__ = ["Frame", "Source", "detect_stream", "open_source", "run"]
+from shared.frames import BackgroundWriter, Frame, Source
 
 
 class Detector(Protocol):

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.car_detection.pipeline import Detector, Source, detect_stream
+from apps.car_detection.pipeline import Detector, detect_stream
 from apps.car_detection.tracking import Tracking
 from shared.boxes import box_area
 from shared.errors import InputError
+from shared.frames import Source
 from shared.metrics import TrackedBoxes, TrackingMetrics, tracking_metrics
 
 KITTI_VEHICLES = ("Car", "Van", "Truck")

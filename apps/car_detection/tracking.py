@@ -25,7 +25,7 @@ from apps.car_detection.tracker import ByteTracker, TrackerSettings
 from shared.errors import InputError
 
 if TYPE_CHECKING:
-    from apps.car_detection.pipeline import Frame
+    from shared.frames import Frame
 
 MIN_TRACK_FRAMES = 10
 """A track counts as a vehicle in the summary if it was seen in this many source frames (K)."""

@@ -39,7 +39,7 @@ import numpy as np
 from apps.car_detection.datasets import Dataset, Sample, class_key
 from apps.car_detection.results import Detection
 from apps.car_detection.yolo import YoloTask, encode_targets, kmeans_anchors, load_task
-from shared.distribute import distribution_strategy, fit_scope, worker_index
+from shared.distribute import distribution_strategy, fit_scope, worker_seed
 from shared.errors import InputError
 from shared.files import atomic_output
 from shared.images import read_image
@@ -651,7 +651,7 @@ def train(
         settings.batch,
         settings.augment,
         # Each worker of a multi-worker run draws its own batches.
-        settings.seed + 1000 * worker_index(distribution),
+        worker_seed(settings.seed, distribution),
     )
     writer = tf.summary.create_file_writer(str(logdir)) if logdir else None
     callbacks = [EpochEnd(task, valid_set, mapping, out, state, settings, writer, on_epoch)]

@@ -701,11 +701,10 @@ def main(
         with tempfile.TemporaryDirectory() as scratch:
             door, kind = folder, "photos"
             if as_chips:
-                from apps.face_access.embedding import FaceEmbedder  # loads the embedder
                 from apps.face_access.pipeline import FacePipeline
 
                 door, kind = Path(scratch) / "chips", "aligned chips"
-                pipeline = FacePipeline(embedder=FaceEmbedder(spec, weights, runtime=runtime))
+                pipeline = FacePipeline(chips_of=spec)
                 left_out = write_chips(folder, door, pipeline)
                 kind += f", {left_out} photos without a usable face left out"
             figures = lfw_dev_door(

@@ -30,7 +30,14 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
-from apps.face_access.models import BACKBONE_CHIPS, BACKBONES, PRETRAINED
+from apps.face_access.models import (
+    BACKBONE_CHIPS,
+    BACKBONES,
+    PRETRAINED,
+    SFACE,
+    SPECS,
+    weights_path,
+)
 from shared.errors import InputError
 from shared.losses import DEFAULT_MARGIN, TripletLoss, pairwise_squared_distances
 
@@ -96,8 +103,6 @@ class FaceEmbeddingTask(keras.Model):
         base: str | None = None,  # the catalogued model it was fine-tuned from, if any
         **kwargs,
     ):
-        from apps.face_access.models import SPECS
-
         size = SPECS[chip].chip_size
         chips = keras.Input((size, size, 3), name="chips")
         x = ChipPreprocessing(preprocessing, name="preprocessing")(chips)
@@ -201,11 +206,8 @@ def build_task(
     takes None, random initialisation).
     """
     if backbone == "sface":
-        from apps.face_access.models import SFACE
-        from shared.weights import resolve_file
-
         explicit = None if weights == "pretrained" else weights
-        network = SFACE.build(resolve_file(SFACE.catalogue, SFACE.filename, explicit))
+        network = SFACE.build(weights_path(SFACE, explicit))
         # Its one batch normalisation (before the last layer) keeps the statistics it was
         # trained with: re-estimating them from P x K batches of a few people would move
         # every embedding.

@@ -104,7 +104,7 @@ def align_photos(
     ``face-enroll``), take the ``largest`` face, or the ``central`` one (LFW labels the face
     nearest the centre). ``aligned``: the photos are ArcFace 112x112 crops (any square size:
     the template is scaled); no detection: the template's points are taken as the face's
-    landmarks and the chip of ``pipeline``'s embedder is cut from them. ``progress`` wraps
+    landmarks and ``pipeline``'s chip is cut from them. ``progress`` wraps
     the iteration (a progress bar).
     """
     from apps.face_access.alignment import ARCFACE_CHIP_SIZE, ARCFACE_TEMPLATE
@@ -119,7 +119,7 @@ def align_photos(
                 if rgb.shape[0] != rgb.shape[1]:
                     raise InputError(f"{photo.path}: an aligned crop must be square")
                 landmarks = ARCFACE_TEMPLATE * rgb.shape[0] / ARCFACE_CHIP_SIZE
-                chip = pipeline.embedder.spec.chip(rgb, landmarks)
+                chip = pipeline.spec.chip(rgb, landmarks)
             else:
                 _, chip, _ = pipeline.usable_chip(
                     rgb, photo.path, largest=several == "largest", central=several == "central"
@@ -129,7 +129,7 @@ def align_photos(
             continue
         chips.append(chip)
         kept.append(photo)
-    size = pipeline.embedder.spec.chip_size
+    size = pipeline.spec.chip_size
     stacked = np.stack(chips) if chips else np.zeros((0, size, size, 3), np.uint8)
     return Chips(stacked, kept, skipped)
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from apps.face_access.detection import Face, FaceDetector
 from apps.face_access.embedding import FaceEmbedder
+from apps.face_access.models import EmbedderSpec
 from shared.errors import InputError
 
 # The shorter side of the face box, in pixels. Below this the 150x150 chip is mostly
@@ -78,11 +79,15 @@ class FacePipeline:
         detector: FaceDetector | None = None,
         embedder: FaceEmbedder | None = None,
         *,
+        chips_of: EmbedderSpec | None = None,
         min_face_size: float = MIN_FACE_SIZE,
         min_sharpness: float = MIN_SHARPNESS,
     ):
+        """``chips_of``: cut this model's chips and load no embedder (``face_vector`` is then
+        unavailable): what preparing training or door chips needs."""
         self.detector = detector or FaceDetector()
-        self.embedder = embedder or FaceEmbedder()
+        self.embedder = None if chips_of is not None else embedder or FaceEmbedder()
+        self.spec = chips_of or self.embedder.spec
         self.min_face_size = min_face_size
         self.min_sharpness = min_sharpness
 
@@ -120,9 +125,8 @@ class FacePipeline:
                 f"{source}: face too small ({face.size:.0f} px, at least "
                 f"{self.min_face_size:.0f} px needed)"
             )
-        spec = self.embedder.spec
-        chip = spec.chip(rgb, face.landmarks)
-        score = sharpness(chip, spec.sharpness_region)
+        chip = self.spec.chip(rgb, face.landmarks)
+        score = sharpness(chip, self.spec.sharpness_region)
         if score < self.min_sharpness:
             raise InputError(
                 f"{source}: face too blurred (sharpness {score:.1f}, at least "

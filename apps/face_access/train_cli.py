@@ -40,8 +40,9 @@ def _chips(folders, roles, aligned, several, cache, detector_model, chip):
     """The aligned chips of the people of ``folders`` (of ``roles``), cut as the catalogued
     model ``chip`` cuts them (``models.BACKBONE_CHIPS``), read once into ``cache``."""
     from apps.face_access import facesets
-    from apps.face_access.cli import _load_pipeline
+    from apps.face_access.detection import FaceDetector
     from apps.face_access.models import SPECS
+    from apps.face_access.pipeline import FacePipeline
 
     spec = SPECS[chip]
 
@@ -49,8 +50,7 @@ def _chips(folders, roles, aligned, several, cache, detector_model, chip):
     for folder in folders:
         chips = facesets.cached_chips(
             folder,
-            # Only its detector and chip cutting are used: TensorFlow, already loaded here.
-            lambda: _load_pipeline(spec, None, detector_model, "tensorflow"),
+            lambda: FacePipeline(FaceDetector(detector_model), chips_of=spec),
             layout=spec.chip_layout,
             roles=roles,
             aligned=aligned,

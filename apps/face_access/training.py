@@ -373,7 +373,7 @@ def train(
     """
     from apps.face_access.face_model import build_task
     from apps.face_access.models import SPECS
-    from shared.distribute import distribution_strategy, fit_scope, worker_index
+    from shared.distribute import distribution_strategy, fit_scope, worker_seed
     from shared.tensorboard import tensorboard_callback
 
     started = time.monotonic()
@@ -390,9 +390,13 @@ def train(
             f"--people {people} must be a multiple of the {replicas} replicas, with at least "
             "two people per replica"
         )
-    worker = worker_index(distribution)
     dataset = batch_dataset(
-        train_chips.chips, labels, people, photos, augment=augment, seed=seed + 1000 * worker
+        train_chips.chips,
+        labels,
+        people,
+        photos,
+        augment=augment,
+        seed=worker_seed(seed, distribution),
     )
     steps = steps_per_epoch or max(1, len(labels) // (people * photos))
     state: dict = {}

@@ -59,8 +59,6 @@ class StyleNetwork(keras.Model):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if width not in WIDTHS:
-            raise ValueError(f"width must be one of {', '.join(WIDTHS)}, not {width!r}")
         self.width = width
         self.style_name = style_name
         self.style_thumbnail = style_thumbnail

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from shared.errors import InputError
-from shared.files import refuse_to_replace
+from shared.files import refuse_to_replace, require_parent_folder
 from shared.frames import BackgroundWriter, Frame, Source, open_source
 from shared.images import IMAGE_SUFFIXES, write_image
 from shared.runtime import InferenceModel, load_model
@@ -201,8 +201,7 @@ def _check_output(output: Path, source: Source, text: str, exist_ok: bool) -> No
             raise InputError(f"{output}: exists and is not a folder (a folder input needs one)")
         if output.resolve() == inputs or inputs in output.resolve().parents:
             raise InputError(f"{output}: is inside the input folder; choose another --output")
-        if not output.parent.is_dir():
-            raise InputError(f"{output}: folder {output.parent} does not exist")
+        require_parent_folder(output)
         refuse_to_replace(output, exist_ok)
         return
     if output.exists() and output.resolve() == inputs:
@@ -210,8 +209,7 @@ def _check_output(output: Path, source: Source, text: str, exist_ok: bool) -> No
     refuse_to_replace(output, exist_ok)
     if output.is_dir():
         raise InputError(f"{output}: is a folder; --output needs a file name")
-    if not output.parent.is_dir():
-        raise InputError(f"{output}: folder {output.parent} does not exist")
+    require_parent_folder(output)
     writable = output.suffix.lower() in IMAGE_SUFFIXES and cv2.haveImageWriter(str(output))
     if source.kind == "image" and not writable:
         raise InputError(f"{output}: cannot write an image with suffix '{output.suffix}'")

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.style_transfer.optimize import MIN_SIDE, resize, resize_style, to_uint8
+from apps.style_transfer.optimize import MIN_SIDE, resize_style, to_uint8
 from apps.style_transfer.settings import LossWeights, TrainSettings
 from shared.errors import InputError
-from shared.files import atomic_output, refuse_to_replace
+from shared.files import atomic_output, refuse_to_replace, require_parent_folder
 from shared.images import list_images, read_image
 
 LOSS_NAMES = ("total", "content", "style", "tv")
@@ -226,8 +226,7 @@ class TrainResult:
 def check_model_output(output: Path, inputs: Sequence[Path]) -> Path:
     if output.suffix != ".keras":
         raise InputError(f"{output}: the model file name must end in .keras")
-    if not output.parent.is_dir():
-        raise InputError(f"{output}: folder {output.parent} does not exist")
+    require_parent_folder(output)
     if output.is_dir():
         raise InputError(f"{output}: is a folder; --output needs a file name")
     resolved = output.resolve()
@@ -273,14 +272,8 @@ def _resume_settings(path: Path, settings: TrainSettings, saved: dict) -> None:
 
 
 def _validation_images(files: Sequence[Path], size: int) -> list[tuple[str, np.ndarray]]:
-    """Each validation photo at ``size`` px on its longest side."""
-    images = []
-    for path in files:
-        image = read_image(path)
-        factor = size / max(image.shape[:2])
-        height, width = (max(MIN_SIDE, round(side * factor)) for side in image.shape[:2])
-        images.append((path.stem, to_uint8(resize(image, height, width))))
-    return images
+    """Each validation photo at ``size`` px on its longest side (its shape kept)."""
+    return [(path.stem, to_uint8(resize_style(read_image(path), size))) for path in files]
 
 
 def train_style(

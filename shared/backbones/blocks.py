@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from keras import layers
 
-from shared.backbones.layers import Upsampling2x
+from shared.backbones.layers import InstanceNormalization, Upsampling2x
 
 CHANNEL_AXIS = -1  # channels-last throughout, as TensorFlow on CPU prefers
 BN_EPSILON = 1e-3  # Keras's default; networks with published weights pass their own
@@ -220,8 +220,6 @@ def conv_in_act(
     ``separable`` uses a depthwise-separable convolution, about ``1/k² + 1/filters`` of the
     multiplications of a full one, for networks that must run on CPUs.
     """
-    from shared.backbones.layers import InstanceNormalization
-
     x = _conv(filters, kernel_size, strides, separable, name)(x)
     x = InstanceNormalization(name=f"{name}_in")(x)
     if activation is not None:

@@ -7,11 +7,11 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from apps.car_detection.pipeline import Frame
 from apps.car_detection.results import Detection, FrameResult
 from apps.car_detection.tracker import ByteTracker, TrackerSettings
 from apps.car_detection.tracking import CountLine, LineCounter, Tracking
 from shared.errors import InputError
+from shared.frames import Frame
 from tests.apps.car_detection import synthetic_scene as scene
 
 # The scene is drawn for these settings (weak B at 0.25 lies between low and high).

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from apps.car_detection.pipeline import Frame, Source, run
+from apps.car_detection.pipeline import run
 from apps.car_detection.results import TRACKED_CSV_HEADER
 from apps.car_detection.sinks import AnnotatedVideoSink, CsvSink, JsonLinesSink
 from apps.car_detection.tracker import TrackerSettings
 from apps.car_detection.tracking import CountLine, Tracking
+from shared.frames import Frame, Source
 from shared.images import track_colour
 from shared.video import VideoReader
 from tests.apps.car_detection import synthetic_scene as scene
