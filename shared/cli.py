@@ -89,6 +89,22 @@ class Group(_OneLineUsage, click.Group):
             raise _one_line(err) from err
 
 
+class ChoiceOrKerasFile(click.Choice):
+    """One of ``choices``, or the path of a model file ending in ``.keras`` (a model the user
+    trained), passed through as given."""
+
+    def __init__(self, choices) -> None:
+        super().__init__(list(choices))
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        if isinstance(value, str) and value.lower().endswith(".keras"):
+            return value
+        return super().convert(value, param, ctx)
+
+    def get_metavar(self, param, ctx=None):  # type: ignore[no-untyped-def]
+        return "[" + "|".join(map(str, self.choices)) + "|X.keras]"
+
+
 class MultipleOf(click.ParamType):
     """A positive integer that is a multiple of ``step`` and at most ``maximum``
     (a network's input size): a bad one is a usage error naming the flag."""

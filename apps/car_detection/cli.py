@@ -17,6 +17,7 @@ from apps.car_detection.tracker import TrackerSettings
 from apps.car_detection.tracking import MIN_TRACK_FRAMES, CountLine, Tracking
 from shared.cli import (
     EXIT_INTERRUPTED,
+    ChoiceOrKerasFile,
     Command,
     MultipleOf,
     checked_option,
@@ -70,15 +71,6 @@ def _annotated_output(output: str | None, source_kind: str, source_name: str) ->
     return Path(output) if output else default_output(source_kind, source_name)
 
 
-class _ModelChoice(click.Choice):
-    """A catalogue detector by name, or a trained model's ``.keras`` file (any name)."""
-
-    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
-        if str(value).endswith(".keras"):
-            return value
-        return super().convert(value, param, ctx)
-
-
 def _refuse_overwriting_input(output: Path, source_name: str) -> None:
     source = Path(source_name)
     if source.exists() and output.resolve() == source.resolve():
@@ -89,7 +81,7 @@ def _refuse_overwriting_input(output: Path, source_name: str) -> None:
 @click.argument("source")
 @click.option(
     "--model",
-    type=_ModelChoice(darknet_models()),
+    type=ChoiceOrKerasFile(darknet_models()),
     default=DEFAULT_MODEL,
     show_default=True,
     help="Catalogue detector (found or downloaded once), or a .keras file from detect-cars-train.",

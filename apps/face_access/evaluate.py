@@ -498,19 +498,27 @@ def pair_distances(vectors: np.ndarray, identities: np.ndarray) -> tuple[np.ndar
     return distances[same], distances[~same]
 
 
+def development_vectors(
+    faces: Path, pipeline, cache: Path | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Set, person, role (arrays) and embedding (NaN where no face) of every development photo."""
+    photos = development_photos(faces)
+    vectors = embed_centre_faces([photo for *_, photo in photos], pipeline, cache)
+    sets, people, roles = (np.array(column) for column in list(zip(*photos, strict=True))[:3])
+    return sets, people, roles, vectors
+
+
 def development_study(
     faces: Path, pipeline, *, cache: Path | None, threshold: float, margin: float
 ) -> list[str]:
     """Lines of the threshold study: pairwise TAR at FAR 1e-3 to 1e-6 over every pair of the
     development people, and random doors of LFW-train people at ``threshold``."""
-    photos = development_photos(faces)
-    vectors = embed_centre_faces([photo for *_, photo in photos], pipeline, cache)
-    sets, people, roles = (np.array(column) for column in list(zip(*photos, strict=True))[:3])
+    sets, people, roles, vectors = development_vectors(faces, pipeline, cache)
     identities = np.char.add(np.char.add(sets, "/"), people)
     usable = ~np.isnan(vectors).any(axis=1)
     genuine, impostor = pair_distances(vectors[usable], identities[usable])
     lines = [
-        f"{len(photos)} development photos, {int((~usable).sum())} without a face; "
+        f"{len(vectors)} development photos, {int((~usable).sum())} without a face; "
         f"{len(genuine)} genuine and {len(impostor)} impostor pairs"
     ]
     for far in DEVELOPMENT_FARS:
@@ -587,9 +595,7 @@ def enrolment_rule_study(
     each factor of the threshold refuses and how many other people's photos it lets through,
     and the smallest factor (a multiple of ``FACTOR_STEP``) refusing under
     ``GENUINE_REFUSAL_GOAL`` of the genuine photos in every set."""
-    photos = development_photos(faces)
-    vectors = embed_centre_faces([photo for *_, photo in photos], pipeline, cache)
-    sets, people, _ = (np.array(column) for column in list(zip(*photos, strict=True))[:3])
+    sets, people, _, vectors = development_vectors(faces, pipeline, cache)
     usable = ~np.isnan(vectors).any(axis=1)
     by_set = {
         name: enrolment_cases(people[keep], vectors[keep], cases=cases)

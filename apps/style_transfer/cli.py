@@ -22,6 +22,7 @@ from apps.style_transfer.settings import (
     TransferSettings,
 )
 from shared.cli import (
+    ChoiceOrKerasFile,
     Command,
     checked_option,
     debug_option,
@@ -60,21 +61,6 @@ def _names(value: str | None) -> tuple[str, ...] | None:
 DEFAULTS = TransferSettings()
 _NOT_NEGATIVE = click.FloatRange(min=0)
 _POSITIVE = click.FloatRange(min=0, min_open=True)
-
-
-class _NetworkOrTrainedStyle(click.Choice):
-    """One of the feature networks (``MODELS``), or the path of a trained style (``.keras``)."""
-
-    def __init__(self) -> None:
-        super().__init__(MODELS)
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, str) and value.lower().endswith(".keras"):
-            return value
-        return super().convert(value, param, ctx)
-
-    def get_metavar(self, param, ctx=None):
-        return "[" + "|".join(MODELS) + "|X.keras]"
 
 
 @click.command(cls=Command, epilog=EXAMPLE)
@@ -138,7 +124,7 @@ class _NetworkOrTrainedStyle(click.Choice):
 @checked_option(
     "--model",
     DEFAULT_MODEL,
-    _NetworkOrTrainedStyle(),
+    ChoiceOrKerasFile(MODELS),
     "auto: VGG-19 when its weights can be had, else SqueezeNet. Or a style trained by "
     "stylize-train (X.keras): CONTENT may then be a photo, a folder or a video, painted in one "
     "pass, and no STYLES are given.",

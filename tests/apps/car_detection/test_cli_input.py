@@ -86,7 +86,7 @@ def test_model_choices_are_the_catalogue_detectors_only():
     code, stdout, _ = run(["--help"])
     assert code == 0
     listed = stdout.split("--model [", 1)[1].split("]", 1)[0].split("|")
-    assert listed == ["yolo-fastest-1.1", "yolo-fastest-1.1-xl", "yolov2"]
+    assert listed == ["yolo-fastest-1.1", "yolo-fastest-1.1-xl", "yolov2", "X.keras"]
     _, _, stderr = run(["clip.mp4", "--model", "yolov9"])
     assert "yolov2" in stderr and "yunet" not in stderr and "squeezenet" not in stderr
 
