@@ -21,7 +21,10 @@ from apps.car_detection.results import Detection, FrameResult
 from apps.car_detection.sinks import Sink
 from apps.car_detection.tracking import Tracking
 from shared.errors import InputError
-from shared.frames import BackgroundWriter, Frame, Source
+from shared.frames import BackgroundWriter, Frame, Source, open_source
+
+# The Python API the README shows: ``run(open_source(path), detector, sinks)`` from this module.
+__all__ = ["detect_stream", "open_source", "run"]
 
 
 class Detector(Protocol):
