@@ -18,7 +18,9 @@ e.g. uint8 pixels with the scaling inside) and a small dict of facts the caller 
 ``runtime=None`` means OpenVINO where it is installed and accepts the model, TensorFlow
 otherwise, with one line saying why. Asking for ``"openvino"`` makes its failure an error.
 Float32 throughout: OpenVINO is told not to lower the precision (``INFERENCE_PRECISION_HINT``),
-so both runtimes give the same outputs to about 1e-6. ``hint="throughput"`` runs the images of
+so both runtimes give the same outputs to about 1e-6. A model given a ``quantization`` preset
+(``shared.quantize``) runs its convolutions in int8 instead: OpenVINO only (TensorFlow would
+give other outputs), the preset part of the cache key. ``hint="throughput"`` runs the images of
 a batch one per core at once (a video), ``"latency"`` one image over all cores (a door check).
 """
 
@@ -176,11 +178,20 @@ def _import_openvino():
     return openvino
 
 
-def _convert(openvino, model, metadata: dict, folder: Path) -> None:
-    """Trace, convert and save the IR and metadata into ``folder``, atomically."""
+def openvino_ir(model):
+    """The Keras model as an OpenVINO model (float32, any batch size), traced by TensorFlow."""
     from openvino.tools.ovc import convert_model
 
-    ir = convert_model(_tensorflow_function(model))
+    return convert_model(_tensorflow_function(model))
+
+
+def _convert(openvino, model, metadata: dict, folder: Path, quantization: dict | None) -> None:
+    """Trace, convert (and quantise) and save the IR and metadata into ``folder``, atomically."""
+    ir = openvino_ir(model)
+    if quantization is not None:
+        from shared.quantize import apply_preset
+
+        apply_preset(ir, quantization)
     folder.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
@@ -210,7 +221,13 @@ def _first_words(error: BaseException) -> str:
 
 
 def _openvino_model(
-    name: str, sources: Sequence[Path], variant: str, build: Build, hint: str, notify
+    name: str,
+    sources: Sequence[Path],
+    variant: str,
+    build: Build,
+    hint: str,
+    notify,
+    quantization: dict | None,
 ) -> tuple[InferenceModel | None, str, tuple[Any, dict] | None]:
     """(the OpenVINO model or None, why not, the Keras model if it was built on the way).
 
@@ -228,7 +245,7 @@ def _openvino_model(
         notify(f"note: compiling {name} for OpenVINO once; later runs reuse {folder}")
     try:
         if built is not None:
-            _convert(openvino, *built, folder)
+            _convert(openvino, *built, folder, quantization)
         metadata = json.loads((folder / METADATA_FILE).read_text("utf-8"))
         run = _compile(openvino, folder, hint)
     except Exception as error:  # OpenVINO raises RuntimeError and its own Exception subclasses
@@ -244,12 +261,14 @@ def load_model(
     runtime: str | None = None,
     hint: str = "latency",
     notify: Callable[[str], None] = _stderr_line,
+    quantization: dict | None = None,
 ) -> InferenceModel:
     """The model ``build`` makes, ready for inference on ``runtime`` (see the module docstring).
 
     ``name`` is readable (it names the cache folder); ``sources`` are the files the model is
     built from and ``variant`` anything else that changes it (input size, converter version).
     ``hint`` is how OpenVINO uses the cores (``HINTS``): ``throughput`` for many inputs.
+    ``quantization``: a preset (``shared.quantize.read_preset``) to run the model in int8.
     """
     if runtime not in (None, *RUNTIMES):
         raise UserError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
@@ -260,10 +279,19 @@ def load_model(
         if not source.is_file():
             raise WeightsError(f"{source}: no such file to build {name} from")
     built = None
+    if quantization is not None:
+        if runtime == "tensorflow":
+            raise RuntimeUnavailable(f"{name} in int8 runs on OpenVINO only")
+        digest = hashlib.sha256(json.dumps(quantization, sort_keys=True).encode()).hexdigest()
+        variant = f"{variant};int8-{digest[:16]}"
     if runtime != "tensorflow":
-        model, reason, built = _openvino_model(name, sources, variant, build, hint, notify)
+        model, reason, built = _openvino_model(
+            name, sources, variant, build, hint, notify, quantization
+        )
         if model is not None:
             return model
+        if quantization is not None:
+            raise RuntimeUnavailable(f"{reason}; {name} in int8 runs on OpenVINO only")
         if runtime == "openvino":
             raise RuntimeUnavailable(f"{reason}; use --runtime tensorflow")
         notify(f"note: {reason}; running on TensorFlow")

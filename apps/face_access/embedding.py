@@ -3,7 +3,8 @@
 The network is a plain ``keras.Model`` (SFace and MobileFaceNet imported from ONNX, dlib's
 ResNet rebuilt from its ``.dat``), run by ``shared.runtime``: compiled by OpenVINO once and
 cached, so a later start neither imports the model file nor TensorFlow; TensorFlow where
-OpenVINO is missing or refuses it. It is called once per batch through ``embed``. Where the spec
+OpenVINO is missing or refuses it. A spec with a quantisation preset (``sface-int8``) runs in
+int8 on OpenVINO only. It is called once per batch through ``embed``. Where the spec
 says so (dlib), a face and its mirror image are embedded together and averaged: the two
 descriptors differ a little (the network is not exactly symmetric) and their mean is
 steadier. The result is L2-normalised, so distances lie in [0, 2] and a threshold does not
@@ -17,11 +18,23 @@ from pathlib import Path
 import numpy as np
 
 from apps.face_access.models import DEFAULT_MODEL, SPECS, EmbedderSpec, weights_path
+from shared.quantize import read_preset
 from shared.runtime import load_model
+from shared.weights import file_digest
 
 # Part of the compiled model's cache key with the spec's ``model_id``: bump it whenever an
 # importer (ONNX, dlib) builds a different graph from the same file.
 GRAPH_VERSION = "face-embedder-1"
+
+
+def quantization_preset(spec: EmbedderSpec, weights: Path) -> dict | None:
+    """The spec's int8 preset (shipped in ``convnet_apps_data``), checked against ``weights``."""
+    if spec.quantization is None:
+        return None
+    from importlib import resources
+
+    text = resources.files("convnet_apps_data").joinpath("quantization", spec.quantization)
+    return read_preset(text.read_text("utf-8"), file_digest(weights), spec.quantization)
 
 
 class FaceEmbedder:
@@ -44,9 +57,8 @@ class FaceEmbedder:
             return network, {"dimensions": int(network.output_shape[-1])}
 
         variant = f"{GRAPH_VERSION};{self.spec.model_id}"
-        self.model = load_model(path.stem, [path], variant, build, runtime)
-        self._mean = np.asarray(self.spec.input_mean, np.float32)
-        self._std = np.asarray(self.spec.input_std, np.float32)
+        preset = quantization_preset(self.spec, path)
+        self.model = load_model(path.stem, [path], variant, build, runtime, quantization=preset)
 
     @property
     def model_id(self) -> str:
@@ -65,9 +77,7 @@ class FaceEmbedder:
             return np.zeros((0, self.dimensions), np.float32)
         out = []
         for start in range(0, len(chips), self.batch_size):
-            batch = (chips[start : start + self.batch_size].astype(np.float32) - self._mean) / (
-                self._std
-            )
+            batch = self.spec.network_input(chips[start : start + self.batch_size])
             both = np.concatenate([batch, batch[:, :, ::-1]]) if mirror else batch
             (descriptors,) = self.model(both)
             if mirror:

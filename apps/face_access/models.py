@@ -80,6 +80,10 @@ class EmbedderSpec:
     far_from_own_factor: float
     # The inner face (brows to chin, cheek to cheek) on this chip, where sharpness is judged.
     sharpness_region: tuple[slice, slice]
+    # int8 on OpenVINO: the quantisation preset (``shared.quantize``) in ``data/quantization``,
+    # made by ``python -m apps.face_access.int8``. A new preset gives other vectors: give it a
+    # new file name and the spec a new ``model_id``.
+    quantization: str | None = None
 
     @property
     def chip_layout(self) -> str:
@@ -88,6 +92,11 @@ class EmbedderSpec:
         sampling = "dlib" if self.dlib_sampling else "warp"
         points = ",".join(f"{v:.2f}" for v in np.asarray(self.template).ravel())
         return f"{self.chip_size}/{sampling}/{points}"
+
+    def network_input(self, chips: np.ndarray) -> np.ndarray:
+        """Chips (N, size, size, 3) uint8 as the network takes them: scaled float32."""
+        mean, std = (np.asarray(v, np.float32) for v in (self.input_mean, self.input_std))
+        return (np.asarray(chips).astype(np.float32) - mean) / std
 
     def chip(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """The aligned chip of the face with these YuNet landmarks; an image that already is
@@ -176,7 +185,36 @@ DLIB = EmbedderSpec(
     far_from_own_factor=1.4,
     sharpness_region=(slice(40, 115), slice(35, 115)),
 )
-SPECS = {spec.name: spec for spec in (SFACE, MOBILEFACENET, DLIB)}
+
+
+def int8_of(
+    spec: EmbedderSpec, preset: str, threshold: float, far_from_own_factor: float
+) -> EmbedderSpec:
+    """``spec`` run in int8 (OpenVINO) with the quantisation ``preset``: other vectors (an int8
+    vector lies 0.06 to 0.09 from the float one of the same chip, median on LFW dev chips), so
+    its own model id, and its threshold and enrolment factor chosen by the float models' rules
+    on the same development data."""
+    return dataclasses.replace(
+        spec,
+        name=f"{spec.name}-int8",
+        model_id=f"{spec.model_id}/{Path(preset).stem}",
+        quantization=preset,
+        threshold=threshold,
+        far_from_own_factor=far_from_own_factor,
+    )
+
+
+# SFACE's rules in int8: the pairwise FAR 1e-6 distance is 0.944 (0.958 in float: quantisation
+# moves a few impostor pairs nearer), rounded down 0.90: 30 random LFW-train doors TAR 0.915,
+# none of 35,010 strangers in. Enrolment factor 1.30: genuine photos refused 0.35 % (AT&T) and
+# 0.16 % (LFW), another person's let through 1.3 % and 1.1 %.
+SFACE_INT8 = int8_of(SFACE, "sface-int8-1.json", threshold=0.9, far_from_own_factor=1.3)
+# MOBILEFACENET's rules in int8: 0.937 (0.931 in float), so 0.90 as in float (30 doors: TAR 0.852,
+# none of 35,010 in); factor 1.35 as in float (refused 0.38 % and 0.49 %).
+MOBILEFACENET_INT8 = int8_of(
+    MOBILEFACENET, "mobilefacenet-int8-1.json", threshold=0.9, far_from_own_factor=1.35
+)
+SPECS = {spec.name: spec for spec in (SFACE, MOBILEFACENET, DLIB, SFACE_INT8, MOBILEFACENET_INT8)}
 DEFAULT_MODEL = "sface"
 # face-train's starting points (``face_model.build_task``), here so that its --help needs no Keras.
 BACKBONES = ("sface", "dlib", "nn4.small2")

@@ -224,7 +224,7 @@ def test_a_warm_cache_checks_without_importing_tensorflow(offline_weights, att, 
 def test_runtime_option_reaches_the_embedder(monkeypatch, att, tmp_path, offline_weights):
     asked = []
 
-    def refuse(name, sources, variant, build, runtime=None):
+    def refuse(name, sources, variant, build, runtime=None, quantization=None):
         asked.append(runtime)
         raise RuntimeUnavailable(f"{name} not run in this test")
 
