@@ -143,7 +143,8 @@ def ours_worker(runtime: str, photo: Path, db: Path, model: str) -> None:
 
     begin = time.perf_counter()
     spec, weights = resolve_model(model)
-    pipeline = FacePipeline(FaceDetector(), FaceEmbedder(spec, weights, runtime=runtime))
+    embedder = FaceEmbedder(spec, weights, runtime=runtime)
+    pipeline = FacePipeline(FaceDetector(runtime=runtime), embedder)
     store = FaceStore(db, create=False)
     checker = DoorChecker(store, pipeline, max_denials=0)
     decision = checker.check_image(str(photo), photo)

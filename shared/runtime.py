@@ -149,7 +149,7 @@ def _compile(openvino, folder: Path, hint: str) -> Callable[[np.ndarray], list[n
     return run
 
 
-def _import_openvino():
+def import_openvino():
     """OpenVINO's runtime, without its model converter when that is not loaded yet.
 
     ``import openvino`` also imports the converter (``openvino.tools.ovc``: its telemetry, its
@@ -235,7 +235,7 @@ def _openvino_model(
     while converting, saving or compiling means it cannot run the model here.
     """
     try:
-        openvino = _import_openvino()
+        openvino = import_openvino()
     except ImportError as error:
         return None, f"OpenVINO is not installed ({error})", None
     folder = compiled_cache_folder(name, sources, variant, openvino.__version__)

@@ -109,7 +109,8 @@ def _load_pipeline(
     from apps.face_access.embedding import FaceEmbedder
     from apps.face_access.pipeline import FacePipeline
 
-    return FacePipeline(FaceDetector(detector_model), FaceEmbedder(spec, weights, runtime=runtime))
+    detector = FaceDetector(detector_model, runtime=runtime)
+    return FacePipeline(detector, FaceEmbedder(spec, weights, runtime=runtime))
 
 
 def _camera_frames(source: str, max_frames: int | None):

@@ -62,6 +62,31 @@ def test_large_images_are_shrunk_for_detection_but_answered_in_original_pixels(y
     assert 3.5 < big.size / small.size < 4.5
 
 
+def test_openvino_yunet_finds_what_opencv_finds(yunet_onnx, data_dir):
+    """The default YuNet (OpenVINO, our decoding) against OpenCV's FaceDetectorYN, face by face,
+    on the samples, two faces side by side, a plain image and a 640x480 street frame."""
+    pytest.importorskip("openvino")
+    ours, theirs = FaceDetector(yunet_onnx), FaceDetector(yunet_onnx, runtime="tensorflow")
+    assert type(ours._yunet).__name__ == "OpenVinoYuNet"
+    assert isinstance(theirs._yunet, cv2.FaceDetectorYN)
+    faces = data_dir / "faces"
+    street = read_image(data_dir / "cars" / "driveai" / "images" / "0001.jpg")
+    samples = [read_image(faces / sample) for sample in SAMPLES]
+    two_faces = np.concatenate([samples[3], samples[3][:, ::-1]], axis=1)
+    plain = np.full((120, 90, 3), 128, np.uint8)
+    images = [*samples, two_faces, plain, cv2.resize(street, (640, 480))]
+    counts = []
+    for rgb in images:
+        found, expected = ours.detect(rgb), theirs.detect(rgb)
+        counts.append(len(expected))
+        assert len(found) == len(expected)
+        for face, reference in zip(found, expected, strict=True):
+            np.testing.assert_allclose(face.box, reference.box, atol=1e-3)
+            np.testing.assert_allclose(face.landmarks, reference.landmarks, atol=1e-3)
+            assert abs(face.score - reference.score) < 1e-4
+    assert counts[:4] == [1, 1, 1, 1] and counts[4] == 2 and counts[5] == 0
+
+
 def test_explicit_missing_model_is_an_error(tmp_path):
     with pytest.raises(WeightsError):
         FaceDetector(tmp_path / "absent.onnx")
