@@ -36,6 +36,7 @@ ACTIVATION_LEVELS, WEIGHT_LEVELS = 256, 255
 # The first quantised op's weights get 7 bits (NNCF's "overflow fix"): without VNNI, x86
 # multiplies u8 by s8 in pairs summed in 16 bits, which the image's full-range values overflow.
 FIRST_WEIGHT_STEPS = (-64, 63)
+NNCF_PRESETS = ("mixed", "performance")  # activations over their own range, or symmetric
 
 
 def _data_ops(model) -> list:
@@ -97,9 +98,6 @@ def make_preset(quantized, source_sha256: str, calibration: str) -> dict:
 
 def _numbers(values: np.ndarray) -> list[float]:
     return [float(f"{value:.6g}") for value in values]
-
-
-NNCF_PRESETS = ("mixed", "performance")
 
 
 def quantize_with_nncf(model, samples, preset: str = "mixed") -> object:

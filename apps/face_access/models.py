@@ -361,8 +361,8 @@ def _enrolled_spec(enrolled: Sequence[str], database: str | Path) -> EmbedderSpe
 
 def move_hint(spec: EmbedderSpec, database: str | Path) -> str | None:
     """A note for a database that keeps an older model than the default, saying how to move."""
-    if spec.name == DEFAULT_MODEL:
-        return None
+    if spec.name.removesuffix("-int8") == DEFAULT_MODEL:
+        return None  # the default, or its own network in int8 (chosen for speed)
     return (
         f"note: {database} was enrolled with {spec.name} and is checked with it; "
         f"{DEFAULT_MODEL} is the stronger default: to move, enrol everyone again into a new "

@@ -14,6 +14,7 @@ from apps.face_access.models import (
     MOBILEFACENET,
     SFACE,
     SPECS,
+    move_hint,
     resolve_model,
     spec_for_model_id,
 )
@@ -114,6 +115,8 @@ def test_int8_embedders_stay_near_the_float_ones_and_keep_people_apart(faces, na
     assert max(distances[0, 1], distances[2, 3]) < distances[:2, 2:].min()
     with pytest.raises(InputError, match=f"enrolled with {float_spec.name}, not {name}"):
         resolve_model(name, [float_spec.model_id])
+    # A database of the default's network in int8 (chosen for speed) is not told to move.
+    assert (move_hint(int8_spec, "d.db") is None) == (name == "sface-int8")
 
 
 def test_model_names_paths_and_databases(tmp_path, sface_onnx, offline_weights):
