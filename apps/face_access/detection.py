@@ -69,6 +69,7 @@ class OpenVinoYuNet:
     """
 
     STRIDES = (8, 16, 32)
+    KEPT_NETWORKS = 16  # compiled canvas sizes held in memory (a few MB each)
 
     def __init__(self, path: Path, score_threshold: float, nms_threshold: float, top_k: int):
         openvino = import_openvino()
@@ -81,6 +82,8 @@ class OpenVinoYuNet:
 
     def _network(self, height: int, width: int):
         if (height, width) not in self._networks:
+            if len(self._networks) == self.KEPT_NETWORKS:  # photos of many shapes: keep the last
+                del self._networks[next(iter(self._networks))]
             model = self._model.clone()
             model.reshape({model.inputs[0]: [1, 3, height, width]})
             config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
