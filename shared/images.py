@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from shared.errors import InputError
-from shared.files import atomic_output
+from shared.files import atomic_output, require_parent_folder
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
@@ -158,6 +158,29 @@ def write_image(path: str | os.PathLike[str], rgb: np.ndarray, quality: int = 95
         raise InputError(f"{path}: cannot write an image with suffix '{path.suffix}'")
     with atomic_output(path) as temp:
         temp.write_bytes(encoded.tobytes())
+
+
+class ImageOutput:
+    """Images written to one file, or into a folder under their input names (sub-folders kept).
+
+    What detect-cars and stylize write for images and folders. The folder is made with its
+    first image, so a run that fails or is interrupted before any leaves nothing behind; each
+    image is complete when written (``write_image``), so there is nothing to finalise.
+    """
+
+    def __init__(self, path: Path, folder: bool) -> None:
+        require_parent_folder(path)
+        self.path, self.folder = path, folder
+        self.images_written = 0
+
+    def write(self, rgb: np.ndarray, name: str | None, index: int) -> None:
+        """``name``: the input image's path within its folder (None: numbered by ``index``)."""
+        target = self.path
+        if self.folder:
+            target = self.path / (name or f"{index:06d}.jpg")
+            target.parent.mkdir(parents=True, exist_ok=True)
+        write_image(target, rgb)
+        self.images_written += 1
 
 
 def list_images(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:

@@ -22,8 +22,8 @@ from typing import IO, Protocol
 import numpy as np
 
 from apps.car_detection.results import CSV_HEADER, TRACKED_CSV_HEADER, FrameResult
-from shared.files import atomic_output, require_parent_folder
-from shared.images import write_image
+from shared.files import atomic_output
+from shared.images import ImageOutput
 from shared.video import VideoWriter
 
 
@@ -122,30 +122,18 @@ class AnnotatedVideoSink:
 
 
 class AnnotatedImageSink:
-    """Annotated copies of images: one file, or a folder keeping the input names.
-
-    The folder is made with its first image, so a run that fails or is interrupted before
-    any leaves nothing behind.
-    """
+    """Annotated copies of images: one file, or a folder keeping the input names
+    (``shared.images.ImageOutput``)."""
 
     def __init__(self, path: Path, folder: bool) -> None:
-        require_parent_folder(path)
-        self.path = path
-        self.folder = folder
-        self.images_written = 0
+        self._output = ImageOutput(path, folder)
 
     def write(self, rgb: np.ndarray, result: FrameResult, inferred: bool) -> None:
-        if self.folder:
-            self.path.mkdir(exist_ok=True)
-            target = self.path / (result.image or f"{result.frame:06d}.jpg")
-        else:
-            target = self.path
-        write_image(target, result.draw(rgb))
-        self.images_written += 1
+        self._output.write(result.draw(rgb), result.image, result.frame)
 
     def close(self, error: BaseException | None = None) -> None:
         """Each image was complete when written; nothing to finalise."""
 
     @property
     def written(self) -> bool:
-        return self.images_written > 0
+        return self._output.images_written > 0

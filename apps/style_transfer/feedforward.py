@@ -28,7 +28,7 @@ import numpy as np
 from shared.errors import InputError
 from shared.files import refuse_to_replace, require_parent_folder
 from shared.frames import BackgroundWriter, Frame, Source, open_source
-from shared.images import IMAGE_SUFFIXES, write_image
+from shared.images import IMAGE_SUFFIXES, ImageOutput
 from shared.runtime import InferenceModel, load_model
 from shared.video import VideoWriter
 
@@ -156,22 +156,13 @@ class _VideoSink:
 
 
 class _ImageSink:
-    """One image file, or a folder keeping the input names (sub-folders included).
-
-    The folder is made with its first image, so a run that fails or is interrupted before
-    any leaves nothing behind.
-    """
+    """Painted images: one file, or a folder keeping the input names (``ImageOutput``)."""
 
     def __init__(self, path: Path, folder: bool) -> None:
-        self.path, self.folder = path, folder
+        self._output = ImageOutput(path, folder)
 
     def write(self, frame: Frame, painted: np.ndarray) -> None:
-        if not self.folder:
-            write_image(self.path, painted)
-            return
-        target = self.path / (frame.image or f"{frame.index:06d}.jpg")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_image(target, painted)
+        self._output.write(painted, frame.image, frame.index)
 
     def close(self, error: BaseException | None = None) -> None:
         """Each image was complete when written; nothing to finalise."""
