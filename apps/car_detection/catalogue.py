@@ -118,16 +118,14 @@ def load_trained(
     path: Path | str, size: int | None = None, runtime: str | None = None
 ) -> tuple[DetectorNetwork, list[str]]:
     """A ``detect-cars-train`` result as (network on ``runtime``, class names)."""
+    from shared.cli import quiet_tensorflow
+
+    quiet_tensorflow()  # reading the file imports Keras, as building a Darknet model does
     from apps.car_detection.network import GRAPH_VERSION
     from apps.car_detection.yolo import load_task
     from shared.runtime import load_model
 
-    if not Path(path).is_file():
-        raise InputError(f"{path}: model file not found")
-    try:
-        task = load_task(path)
-    except (TypeError, ValueError, OSError) as error:
-        raise InputError(f"{path}: not a model saved by detect-cars-train ({error})") from None
+    task = load_task(path)
     if size is not None and (size, size) != task.input_size:
         width, height = task.input_size
         raise InputError(f"{path}: trained at {width}x{height}; --size cannot change it")

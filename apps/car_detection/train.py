@@ -196,8 +196,6 @@ def start_task(
     from apps.car_detection.catalogue import read_class_names
 
     if model and model.endswith(".keras"):
-        if not Path(model).is_file():
-            raise InputError(f"{model}: model file not found")
         task = load_task(model)
         backbone, base_names, anchors, scales = (
             task.backbone,

@@ -31,6 +31,7 @@ from keras import ops
 
 from apps.car_detection.darknet import DarknetModel
 from apps.car_detection.layers import DetectionHead
+from shared.saving import load_saved_model
 
 SERIALIZATION_PACKAGE = "convnet_apps.yolo"
 IOU_ASSIGN = 0.213
@@ -322,8 +323,5 @@ def _bce(labels, logits):
 
 
 def load_task(path) -> YoloTask:
-    """A ``YoloTask`` saved by ``detect-cars-train`` (``.keras``)."""
-    model = keras.saving.load_model(path, compile=False)
-    if not isinstance(model, YoloTask):
-        raise TypeError(f"{path}: not a YOLO model saved by detect-cars-train")
-    return model
+    """A ``YoloTask`` saved by ``detect-cars-train`` (``.keras``), or InputError naming the file."""
+    return load_saved_model(path, YoloTask, "a YOLO model", "detect-cars-train")

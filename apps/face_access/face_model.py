@@ -40,6 +40,7 @@ from apps.face_access.models import (
 )
 from shared.errors import InputError
 from shared.losses import DEFAULT_MARGIN, TripletLoss, pairwise_squared_distances
+from shared.saving import load_saved_model
 
 # dlib's input means (RGB) and scale, as shared.backbones.dlib_resnet.preprocess_input.
 _DLIB_MEANS = (122.782, 117.001, 104.298)
@@ -259,13 +260,4 @@ def register_backbone_layers() -> None:
 def load_task(path: str | Path) -> FaceEmbeddingTask:
     """A task saved by ``face-train`` (a ``.keras`` file), or InputError naming the file."""
     register_backbone_layers()
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such model file")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as err:  # a corrupt zip, a foreign model: keras raises many kinds
-        raise InputError(f"{path}: not a model saved by face-train ({err})") from err
-    if not isinstance(model, FaceEmbeddingTask):
-        raise InputError(f"{path}: a Keras model, but not a face embedder saved by face-train")
-    return model
+    return load_saved_model(path, FaceEmbeddingTask, "a face embedder", "face-train")

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from shared.backbones.image_transformer import WIDTHS, image_transformer
-from shared.errors import InputError
+from shared.saving import load_saved_model
 
 THUMBNAIL_SIDE = 128
 # Reflection padding around every image: the network's 9x9 (5x5) outer convolutions and the
@@ -102,17 +102,7 @@ class StyleNetwork(keras.Model):
 
 def load_style(path: str | Path) -> StyleNetwork:
     """A ``StyleNetwork`` from a ``.keras`` file, or one ``InputError`` line naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such model file")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:  # Keras raises ValueError, OSError, zipfile errors, TypeError…
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InputError(f"{path}: not a style model saved by stylize-train ({first})") from None
-    if not isinstance(model, StyleNetwork):
-        raise InputError(f"{path}: is a Keras model but not a style model from stylize-train")
-    return model
+    return load_saved_model(path, StyleNetwork, "a style model", "stylize-train")
 
 
 @keras.saving.register_keras_serializable(package="convnet_apps")
