@@ -102,8 +102,8 @@ def fit_scope(model, strategy):
     issue 20585: "Attempt to convert a value (PerReplica...)"). The model is built already, so
     it forgets the strategy it was made under and ``fit`` runs inside the strategy's scope,
     where Keras finds the same strategy without that step; the optimizer's variables are made
-    here, in cross-replica context, rather than in the first traced step. The model's
-    ``train_step`` must return ``step_logs(logs)`` (see there).
+    here, in cross-replica context, rather than in the first traced step. Each train step's
+    logs go through ``step_logs`` (see there), so no model needs to remember to.
     """
     import tensorflow as tf
 
@@ -113,6 +113,14 @@ def fit_scope(model, strategy):
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
     model._distribute_strategy = None
+    if not getattr(model.train_step, "returns_step_logs", False):
+        step = model.train_step
+
+        def train_step(data):
+            return step_logs(step(data))
+
+        train_step.returns_step_logs = True  # a second fit_scope does not wrap it again
+        model.train_step = train_step  # the instance's step, which Keras's fit traces
     return strategy.scope()
 
 

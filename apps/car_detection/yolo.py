@@ -277,11 +277,6 @@ class YoloTask(keras.Model):
             cls = cls + ops.sum(positive * cls_bce)
         return box, obj, cls, objects
 
-    def train_step(self, data):
-        from shared.distribute import step_logs
-
-        return step_logs(super().train_step(data))
-
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         import tensorflow as tf
 

@@ -136,11 +136,6 @@ class FaceEmbeddingTask(keras.Model):
         if self.optimizer is not None and self.built:
             self.optimizer.build(self.trainable_variables)
 
-    def train_step(self, data):
-        from shared.distribute import step_logs
-
-        return step_logs(super().train_step(data))
-
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss = super().compute_loss(x, y, y_pred, sample_weight, training)
         labels = ops.reshape(y, (-1,))
