@@ -19,7 +19,7 @@ import numpy as np
 
 from apps.face_access.models import DEFAULT_MODEL, SPECS, EmbedderSpec, weights_path
 from shared.quantize import read_preset
-from shared.runtime import RuntimeUnavailable, load_model
+from shared.runtime import load_model
 from shared.weights import file_digest
 
 # Part of the compiled model's cache key with the spec's ``model_id``: bump it whenever an
@@ -58,12 +58,10 @@ class FaceEmbedder:
 
         variant = f"{GRAPH_VERSION};{self.spec.model_id}"
         preset = quantization_preset(self.spec, path)
-        if preset is not None and runtime == "tensorflow":
-            float_model = self.spec.name.removesuffix("-int8")
-            raise RuntimeUnavailable(
-                f"{self.spec.name} runs on OpenVINO only; {float_model} runs on TensorFlow too"
-            )
-        self.model = load_model(path.stem, [path], variant, build, runtime, quantization=preset)
+        # Named as users name the model (``sface-int8``; a file's stem for a model given by
+        # path): the cache folder and the runtime's messages carry it.
+        name = Path(self.spec.name).stem
+        self.model = load_model(name, [path], variant, build, runtime, quantization=preset)
 
     @property
     def model_id(self) -> str:

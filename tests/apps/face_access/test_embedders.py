@@ -116,7 +116,7 @@ def test_int8_embedders_stay_near_the_float_ones_and_keep_people_apart(faces, na
     assert max(distances[0, 1], distances[2, 3]) < distances[:2, 2:].min()
     with pytest.raises(InputError, match=f"enrolled with {float_spec.name}, not {name}"):
         resolve_model(name, [float_spec.model_id])
-    with pytest.raises(RuntimeUnavailable, match=f"{name} runs on OpenVINO only"):
+    with pytest.raises(RuntimeUnavailable, match=f"{name} in int8 runs on OpenVINO only"):
         FaceEmbedder(int8_spec, weights, runtime="tensorflow")
     # A database of the default's network in int8 (chosen for speed) is not told to move.
     assert (move_hint(int8_spec, "d.db") is None) == (name == "sface-int8")
