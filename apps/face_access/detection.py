@@ -104,9 +104,13 @@ class OpenVinoYuNet:
         height, width = bgr.shape[:2]
         padded_height, padded_width = -(-height // 32) * 32, -(-width // 32) * 32
         request, names = self._network(padded_height, padded_width)
-        canvas = np.zeros((1, 3, padded_height, padded_width), np.float32)
-        canvas[0, :, :height, :width] = bgr.transpose(2, 0, 1)
-        request.infer({0: canvas})
+        # The image goes straight into the request's own input (no canvas of ours to copy in);
+        # the margins are cleared every time, as another image may have had this canvas size.
+        (canvas,) = request.get_input_tensor().data
+        canvas[:, :height, :width] = bgr.transpose(2, 0, 1)
+        canvas[:, height:] = 0
+        canvas[:, :height, width:] = 0
+        request.infer()
         heads = {}
         for index, aliases in enumerate(names):
             for name in aliases:

@@ -20,6 +20,7 @@ is never checked with another.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,14 @@ def _build_dlib(path: Path):
     # The inference form with dlib's affine layers folded into the convolutions: the same
     # descriptors (oracle test), 10 to 15 % faster.
     return dlib_face_resnet(path, folded=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _repeated(values: tuple[float, ...], times: int) -> np.ndarray:
+    """``values`` as float32, repeated ``times`` over (a chip's per-channel constants)."""
+    repeated = np.tile(np.asarray(values, np.float32), times)
+    repeated.flags.writeable = False  # shared by every call
+    return repeated
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: one object per model
@@ -95,8 +104,14 @@ class EmbedderSpec:
 
     def network_input(self, chips: np.ndarray) -> np.ndarray:
         """Chips (N, size, size, 3) uint8 as the network takes them: scaled float32."""
-        mean, std = (np.asarray(v, np.float32) for v in (self.input_mean, self.input_std))
-        return (np.asarray(chips).astype(np.float32) - mean) / std
+        chips = np.asarray(chips)
+        # Each chip as one row, the channels' constants repeated along it: broadcasting over a
+        # trailing axis of 3 runs numpy's loops 3 values at a time, ten times slower (0.19
+        # against 0.02 ms a 112x112 chip, measured), a percent of a door check.
+        pixels = int(np.prod(chips.shape[1:-1]))
+        mean, std = (_repeated(values, pixels) for values in (self.input_mean, self.input_std))
+        rows = chips.reshape(len(chips), -1).astype(np.float32)
+        return ((rows - mean) / std).reshape(chips.shape)
 
     def chip(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """The aligned chip of the face with these YuNet landmarks; an image that already is
