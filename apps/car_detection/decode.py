@@ -89,7 +89,7 @@ def select_detections(
     """
     # A class score is objectness x p(class), never above objectness: rows whose objectness
     # is not above ``conf`` cannot give a candidate, and dropping them first spares the class
-    # search over most of a frame's 1,500 rows (the same detections, a quarter of the time).
+    # search over most of a frame's 1,500 rows (the same detections in a third of the time).
     rows = rows[rows[:, 4] > conf]
     scores = rows[:, 5:]
     allowed = np.ones(scores.shape[1], dtype=bool)
