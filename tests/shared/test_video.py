@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from shared import video
 from shared.errors import InputError
 from shared.video import FOURCCS_BY_SUFFIX, VideoReader, VideoWriter, parse_source
 
@@ -153,3 +154,18 @@ def test_mp4_tries_h264_first_and_falls_back_quietly(tmp_path, monkeypatch, capf
     assert writer.fourcc == "mp4v"
     with VideoReader(tmp_path / "b.mp4") as reader:
         assert sum(1 for _ in reader) == 1
+
+
+def test_files_up_to_1080p_are_decoded_by_one_ffmpeg_thread(tmp_path, monkeypatch):
+    # The reader decodes in a thread of its own beside the network: FFmpeg's frame threads
+    # would only take CPU time from it. Larger frames keep FFmpeg's default.
+    path = tmp_path / "clip.mp4"
+    _write_video(path, 3)
+    with VideoReader(path, prefetch=2) as reader:
+        assert reader._capture.get(cv2.CAP_PROP_N_THREADS) == 1
+        assert len(list(reader)) == 3
+    default = cv2.VideoCapture(str(path))
+    monkeypatch.setattr(video, "ONE_DECODING_THREAD_MAX_PIXELS", WIDTH * HEIGHT - 1)
+    with VideoReader(path) as reader:
+        assert reader._capture.get(cv2.CAP_PROP_N_THREADS) == default.get(cv2.CAP_PROP_N_THREADS)
+    default.release()
