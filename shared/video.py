@@ -116,12 +116,14 @@ ONE_DECODING_THREAD_MAX_PIXELS = 1920 * 1080
 def _file_capture(path: Path) -> cv2.VideoCapture:
     """A capture of a video file; frames up to 1080p decoded by one FFmpeg thread.
 
-    FFmpeg decodes with a thread per core by default. Our readers already decode in a thread
-    of their own, beside the network, and FFmpeg's frame threads cost CPU time the network
-    could use: 3.4 against 2.7 ms a frame on the 960x540 road video, and in detect-cars' loop
-    (2 cores) 23.8 against 25.2 ms a frame, 74.7 against 71.0 frames/s (medians of 6 rounds
-    each, alternating). They pay only when one thread cannot keep up: a 1080p frame has 4x the
-    road video's pixels (about 11 ms, still faster than the network), a 4K frame 16x.
+    FFmpeg decodes with a thread per core by default. detect-cars and stylize already decode
+    ahead in a thread of their own (``prefetch``), beside the network, and FFmpeg's frame
+    threads cost CPU time the network could use: 3.4 against 2.7 ms a frame on the 960x540
+    road video, and in detect-cars' loop (2 cores) 23.8 against 25.2 ms a frame, 74.7 against
+    71.0 frames/s (medians of 6 alternating rounds each). (face-check reads a video without
+    prefetch: one thread adds 0.5 ms to a frame's check of 10 to 25 ms.) The threads pay only
+    when one cannot keep up: a 1080p frame has 4x the road video's pixels (about 11 ms, still
+    faster than the network), a 4K frame 16x.
     """
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened() or capture.getBackendName() != "FFMPEG":
