@@ -87,6 +87,23 @@ def test_openvino_yunet_finds_what_opencv_finds(yunet_onnx, data_dir):
     assert counts[:4] == [1, 1, 1, 1] and counts[4] == 2 and counts[5] == 0
 
 
+def test_openvino_yunet_clears_what_a_larger_image_left_on_a_shared_canvas(yunet_onnx, data_dir):
+    """Images of nearby sizes share one compiled canvas; the margins the smaller one leaves must
+    hold zeros again, not the pixels of the image before it."""
+    pytest.importorskip("openvino")
+    street = cv2.resize(
+        read_image(data_dir / "cars" / "driveai" / "images" / "0001.jpg"), (640, 480)
+    )
+    face = read_image(data_dir / "faces" / "happy_house" / "images" / "camera_0.jpg")
+    street[100:324, 200:424] = cv2.resize(face, (224, 224), interpolation=cv2.INTER_CUBIC)
+    larger, smaller = street, street[:460, :620]  # shrunk to 320x240 and 320x237: one canvas
+    used, fresh = FaceDetector(yunet_onnx), FaceDetector(yunet_onnx)
+    used.detect(larger)
+    (after,), (alone,) = used.detect(smaller), fresh.detect(smaller)
+    np.testing.assert_array_equal(after.landmarks, alone.landmarks)
+    assert after.score == alone.score
+
+
 def test_explicit_missing_model_is_an_error(tmp_path):
     with pytest.raises(WeightsError):
         FaceDetector(tmp_path / "absent.onnx")
